@@ -1,0 +1,44 @@
+# Two commands for a fresh machine:
+#   make book   build the book (executes the labs at the scale in RLHF_SCALE, default: gpu if CUDA else cpu)
+#   make test   run every test (unit tests, every lab under nbval at the ci scale, the book build)
+# Both create .venv and install everything on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+JOBS   ?= 2
+
+.PHONY: book test venv clean clean-cache
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# The labs run once; jupyter-cache (_build/.jupyter_cache) keeps their outputs, so a second
+# `make book` with nothing changed re-executes nothing.
+book: venv
+	$(BIN)/python -m rlhf_minimal.scale
+	$(BIN)/jupyter-book build . --path-output .
+
+# Order: scale check, the book build (warnings are errors, labs not executed: nbval runs them),
+# then one pytest run for the unit tests and nbval, so pytest's summary line is the last line.
+test: export RLHF_SCALE ?= ci
+test: export TQDM_DISABLE = 1
+test: export RLHF_CACHE ?= $(CURDIR)/.rlhf_cache
+test: venv
+	$(BIN)/python -m rlhf_minimal.scale
+	$(BIN)/jupyter-book config sphinx . > /dev/null
+	$(BIN)/sphinx-build -q -b html -W --keep-going -D nb_execution_mode=off . _build/test-html
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax tests labs
+
+clean:
+	rm -rf _build conf.py
+
+clean-cache:
+	rm -rf .rlhf_cache

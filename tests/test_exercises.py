@@ -1,0 +1,64 @@
+"""The exercise kit, and every lab's exercises: the reference passes, planted wrong answers fail,
+the untouched stub is 'not attempted', and nothing ever raises into the notebook."""
+import importlib
+import pkgutil
+
+import pytest
+import torch
+
+import rlhf_minimal.exercises as kit
+from rlhf_minimal.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, Question, Incorrect
+
+
+def _all_questions():
+    for info in pkgutil.iter_modules(kit.__path__):
+        module = importlib.import_module(f"rlhf_minimal.exercises.{info.name}")
+        for name in sorted(vars(module)):
+            obj = getattr(module, name)
+            if isinstance(obj, Question):
+                yield pytest.param(obj, id=f"{info.name}.{name}")
+
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("question", list(_all_questions()))
+def test_reference_passes_and_stubs_are_not_attempted(question):
+    assert question.reference is not None, "every question needs a reference answer"
+    assert question.evaluate(question.reference).status == CORRECT
+    assert question.evaluate(None).status == NOT_ATTEMPTED
+    assert question.evaluate(...).status == NOT_ATTEMPTED
+    assert question.evaluate(_stub).status == NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize("question", list(_all_questions()))
+def test_a_crashing_answer_is_incorrect_not_an_exception(question):
+    def crashes(*args, **kwargs):
+        return 1 / 0
+    result = question.evaluate(crashes)
+    assert result.status == INCORRECT and "ZeroDivisionError" in result.message
+
+
+def test_lab00_planted_wrong_answers_fail_with_reasons():
+    from rlhf_minimal.exercises.lab00 import q1
+    everything = q1.evaluate(lambda v, m: v.mean())
+    assert everything.status == INCORRECT and "padding" in everything.message
+    wrong_divisor = q1.evaluate(lambda v, m: (v * m).mean())
+    assert wrong_divisor.status == INCORRECT and "divide" in wrong_divisor.message
+    not_tensor = q1.evaluate(lambda v, m: 3.0)
+    assert not_tensor.status == INCORRECT and "tensor" in not_tensor.message
+
+
+def test_check_hint_solution_print_and_never_raise(capsys):
+    q = Question("demo", lambda a: (_ for _ in ()).throw(Incorrect("too small")) if a < 3 else None,
+                 hints=["first", "second"], solution="answer = 3", reference=3)
+    q.check(1)
+    q.check(3)
+    q.check(None)
+    q.hint(); q.hint(); q.hint()
+    q.solution()
+    out = capsys.readouterr().out
+    assert "Incorrect: too small" in out and "Correct" in out and "Not attempted" in out
+    assert out.count("first") == 1 and out.count("second") == 2
+    assert "answer = 3" in out
