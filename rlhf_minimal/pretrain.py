@@ -1,0 +1,126 @@
+"""Stage 0: pretraining the base model on the world's plain-text corpus (eq-lm-loss).
+
+The corpus is tokenized once, documents joined by EOS into one long tensor, and each step trains
+on random windows of ``max_len`` tokens: plain next-token prediction, no instructions.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .cache import cached, load_checkpoint, read_json, save_checkpoint
+from .device import pick_device
+from .model import GPT, GPTConfig, lm_loss
+from .scale import check_scale, current_scale
+from .tokenizer import Tokenizer
+from .train import check_finite, cosine_lr, make_optimizer, progress, set_seed
+from .world import World, WorldConfig, make_world
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 128
+    max_len: int = 96
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup: int = 100
+    val_share: float = 0.05
+    eval_every: int = 250
+
+    @staticmethod
+    def preset(scale: str) -> "PretrainConfig":
+        return {
+            "ci": PretrainConfig(n_layer=2, n_head=2, d_model=64, steps=300, batch_size=32, eval_every=100),
+            "cpu": PretrainConfig(),
+            "gpu": PretrainConfig(n_layer=6, n_head=6, d_model=384, steps=4000, batch_size=64, lr=1e-3),
+        }[check_scale(scale)]
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size, self.n_layer, self.n_head, self.d_model, self.max_len)
+
+
+def corpus_tensor(world: World, tokenizer: Tokenizer, docs: list[str]) -> torch.Tensor:
+    ids = []
+    for doc in docs:
+        ids += tokenizer.encode(doc, add_eos=True)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _windows(data: torch.Tensor, batch_size: int, length: int, generator: torch.Generator):
+    starts = torch.randint(0, data.numel() - length - 1, (batch_size,), generator=generator)
+    index = starts[:, None] + torch.arange(length + 1)[None, :]
+    chunk = data[index]
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+@torch.no_grad()
+def _val_loss(model, data, cfg, generator, batches: int = 8) -> float:
+    model.eval()
+    losses = []
+    for _ in range(batches):
+        x, y = _windows(data, cfg.batch_size, cfg.max_len, generator)
+        losses.append(lm_loss(model(x.to(data.device)), y.to(data.device)).item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def pretrain(world: World, tokenizer: Tokenizer, cfg: PretrainConfig, seed: int = 0,
+             device=None) -> tuple[GPT, dict]:
+    """Train a fresh GPT on the world's corpus; returns the model and its log."""
+    device = device or pick_device()
+    generator = set_seed(seed)
+    n_val = max(1, int(len(world.corpus) * cfg.val_share))
+    train_data = corpus_tensor(world, tokenizer, world.corpus[n_val:]).to(device)
+    val_data = corpus_tensor(world, tokenizer, world.corpus[:n_val]).to(device)
+    model = GPT(cfg.model_config(tokenizer.vocab_size)).to(device)
+    optimizer = make_optimizer(model, cfg.lr)
+    log = {"step": [], "train_loss": [], "val_step": [], "val_loss": [],
+           "parameters": model.num_parameters(), "train_tokens": train_data.numel()}
+    start = time.time()
+    bar = progress(range(cfg.steps), desc="pretraining")
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
+        x, y = _windows(train_data, cfg.batch_size, cfg.max_len, generator)
+        loss = lm_loss(model(x), y)
+        check_finite(loss, "pretraining", step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % 10 == 0 or step == cfg.steps - 1:
+            log["step"].append(step)
+            log["train_loss"].append(round(loss.item(), 4))
+        if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
+            log["val_step"].append(step)
+            log["val_loss"].append(round(_val_loss(model, val_data, cfg, generator), 4))
+            bar.set_postfix(val_loss=log["val_loss"][-1])
+    log["seconds"] = round(time.time() - start, 1)
+    log["tokens_seen"] = cfg.steps * cfg.batch_size * cfg.max_len
+    return model.eval(), log
+
+
+def base_model(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None):
+    """The pretrained base model for ``scale`` and ``seed``, from the cache or trained now.
+
+    Returns ``(world, tokenizer, model, log)``.
+    """
+    scale = current_scale(scale)
+    world_cfg, cfg = WorldConfig.preset(scale, seed), PretrainConfig.preset(scale)
+    world = make_world(config=world_cfg)
+    tokenizer = Tokenizer.for_world(world)
+    stage_cfg = {"world": asdict(world_cfg), "pretrain": asdict(cfg), "seed": seed}
+
+    def build(folder):
+        model, log = pretrain(world, tokenizer, cfg, seed, device)
+        save_checkpoint(folder, model, {"stage": stage_cfg}, log=log)
+        tokenizer.save(folder / "tokenizer.json")
+
+    folder = cached("base", stage_cfg, build, fresh)
+    model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
+    return world, tokenizer, model, read_json(folder, "log")
