@@ -21,13 +21,14 @@ from .world import World, WorldConfig, make_world
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    n_layer: int = 4
+    n_layer: int = 3
     n_head: int = 4
-    d_model: int = 128
-    max_len: int = 96
-    steps: int = 1500
+    d_model: int = 96
+    max_len: int = 96        # the model's context
+    window: int = 64         # tokens per training sequence (shorter is faster; documents are short)
+    steps: int = 500
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup: int = 100
     val_share: float = 0.05
     eval_every: int = 250
@@ -35,9 +36,9 @@ class PretrainConfig:
     @staticmethod
     def preset(scale: str) -> "PretrainConfig":
         return {
-            "ci": PretrainConfig(n_layer=2, n_head=2, d_model=64, steps=300, batch_size=32, eval_every=100),
+            "ci": PretrainConfig(n_layer=2, n_head=2, d_model=64, steps=200, eval_every=100),
             "cpu": PretrainConfig(),
-            "gpu": PretrainConfig(n_layer=6, n_head=6, d_model=384, steps=4000, batch_size=64, lr=1e-3),
+            "gpu": PretrainConfig(n_layer=6, n_head=6, d_model=384, window=96, steps=3000, batch_size=64, lr=1e-3),
         }[check_scale(scale)]
 
     def model_config(self, vocab_size: int) -> GPTConfig:
@@ -63,7 +64,7 @@ def _val_loss(model, data, cfg, generator, batches: int = 8) -> float:
     model.eval()
     losses = []
     for _ in range(batches):
-        x, y = _windows(data, cfg.batch_size, cfg.max_len, generator)
+        x, y = _windows(data, cfg.batch_size, cfg.window, generator)
         losses.append(lm_loss(model(x.to(data.device)), y.to(data.device)).item())
     model.train()
     return sum(losses) / len(losses)
@@ -86,7 +87,7 @@ def pretrain(world: World, tokenizer: Tokenizer, cfg: PretrainConfig, seed: int 
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
-        x, y = _windows(train_data, cfg.batch_size, cfg.max_len, generator)
+        x, y = _windows(train_data, cfg.batch_size, cfg.window, generator)
         loss = lm_loss(model(x), y)
         check_finite(loss, "pretraining", step)
         optimizer.zero_grad(set_to_none=True)
@@ -101,7 +102,7 @@ def pretrain(world: World, tokenizer: Tokenizer, cfg: PretrainConfig, seed: int 
             log["val_loss"].append(round(_val_loss(model, val_data, cfg, generator), 4))
             bar.set_postfix(val_loss=log["val_loss"][-1])
     log["seconds"] = round(time.time() - start, 1)
-    log["tokens_seen"] = cfg.steps * cfg.batch_size * cfg.max_len
+    log["tokens_seen"] = cfg.steps * cfg.batch_size * cfg.window
     return model.eval(), log
 
 

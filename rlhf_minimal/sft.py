@@ -1,0 +1,173 @@
+"""Stage 1: supervised fine-tuning on demonstrations, loss on response tokens only (eq-sft-loss).
+
+Each demonstration is ``prompt + completion + EOS``. The targets of the prompt tokens are set to
+-100, so the loss is the mean negative log-likelihood over response tokens (the EOS included:
+the model must learn to stop). Every epoch records the training loss, the validation loss on
+held-out demonstrations and, for evaluation only, the gold judge's verdict on the held-out
+prompts: as in InstructGPT, validation loss can rise while the answers keep getting better.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .cache import cached, load_checkpoint, read_json, save_checkpoint
+from .data import DataError, validate
+from .device import pick_device
+from .evaluate import gold_evaluation
+from .judge import GoldJudge, tasks_from_rows
+from .model import GPT, lm_loss
+from .pretrain import base_model
+from .scale import check_scale, current_scale
+from .tokenizer import Tokenizer
+from .train import check_finite, cosine_lr, make_optimizer, progress, set_seed
+from .world import World, demonstrations
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 20
+    val_share: float = 0.1
+    max_new_tokens: int = 48
+    sloppy_share: float | None = None   # None: the world's share of sloppy demonstrations
+
+    @staticmethod
+    def preset(scale: str) -> "SFTConfig":
+        return {"ci": SFTConfig(epochs=3), "cpu": SFTConfig(),
+                "gpu": SFTConfig(epochs=8, batch_size=64, lr=5e-4)}[check_scale(scale)]
+
+
+def encode_demonstrations(tokenizer: Tokenizer, rows, max_len: int):
+    """Right-padded ``(inputs, targets)`` with targets -100 on prompt tokens and padding.
+
+    A row whose prompt plus completion does not fit the context is refused (never truncated).
+    """
+    validate(rows, ("prompt", "completion"))
+    sequences, prompt_lengths = [], []
+    for i, row in enumerate(rows):
+        prompt = tokenizer.encode(row["prompt"])
+        completion = tokenizer.encode(row["completion"], add_eos=True)
+        if len(prompt) + len(completion) > max_len + 1:
+            raise DataError(f"row {i}: prompt ({len(prompt)} tokens) plus completion "
+                            f"({len(completion)} tokens with EOS) is longer than the context of "
+                            f"{max_len} tokens; shorten it or use a model with a larger max_len")
+        sequences.append(prompt + completion)
+        prompt_lengths.append(len(prompt))
+    width = max(len(s) for s in sequences) - 1
+    inputs = torch.full((len(sequences), width), tokenizer.pad_id, dtype=torch.long)
+    targets = torch.full((len(sequences), width), -100, dtype=torch.long)
+    for row, (seq, n_prompt) in enumerate(zip(sequences, prompt_lengths)):
+        seq = torch.tensor(seq)
+        inputs[row, :len(seq) - 1] = seq[:-1]
+        targets[row, n_prompt - 1:len(seq) - 1] = seq[n_prompt:]  # predict only response tokens
+    return inputs, targets
+
+
+def sft_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """eq-sft-loss: mean negative log-likelihood of the response tokens (targets != -100)."""
+    return lm_loss(logits, targets)
+
+
+def _batches(inputs, targets, batch_size, generator, shuffle=True):
+    order = torch.randperm(len(inputs), generator=generator) if shuffle else torch.arange(len(inputs))
+    for start in range(0, len(inputs), batch_size):
+        index = order[start:start + batch_size]
+        x, y = inputs[index], targets[index]
+        width = int((x != 0).any(0).nonzero().max()) + 1 if (x != 0).any() else x.size(1)
+        yield x[:, :width], y[:, :width]  # drop columns that are padding in every row
+
+
+@torch.no_grad()
+def _loss_on(model, inputs, targets, batch_size, device) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in _batches(inputs, targets, batch_size, None, shuffle=False):
+        n = int((y != -100).sum())
+        total += sft_loss(model(x.to(device)), y.to(device)).item() * n
+        count += n
+    model.train()
+    return total / max(count, 1)
+
+
+def train_sft(model: GPT, tokenizer: Tokenizer, world: World, rows: list, cfg: SFTConfig,
+              seed: int = 0, device=None, judge: GoldJudge | None = None) -> tuple[GPT, dict]:
+    """Fine-tune a copy of ``model`` on demonstration ``rows``; returns it and the per-epoch log."""
+    device = device or pick_device()
+    generator = set_seed(seed)
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    n_val = max(1, int(len(rows) * cfg.val_share))
+    val_rows, train_rows = rows[:n_val], rows[n_val:]
+    x_train, y_train = encode_demonstrations(tokenizer, train_rows, model.config.max_len)
+    x_val, y_val = encode_demonstrations(tokenizer, val_rows, model.config.max_len)
+    judge = judge or GoldJudge(world)
+    val_tasks = tasks_from_rows(val_rows)
+    model = copy.deepcopy(model).to(device).train()
+    optimizer = make_optimizer(model, cfg.lr)
+    steps_per_epoch = -(-len(x_train) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    log = {"epoch": [], "train_loss": [], "val_loss": [], "val_acceptable": [], "val_score": [],
+           "n_train": len(train_rows), "n_val": n_val}
+
+    def evaluate(epoch, train_loss):
+        result = gold_evaluation(model, tokenizer, judge, val_tasks, max_new_tokens=cfg.max_new_tokens)
+        log["epoch"].append(epoch)
+        log["train_loss"].append(round(train_loss, 4) if train_loss is not None else None)
+        log["val_loss"].append(round(_loss_on(model, x_val, y_val, 64, device), 4))
+        log["val_acceptable"].append(result["table"]["all"]["acceptable"])
+        log["val_score"].append(result["table"]["all"]["score"])
+        model.train()
+
+    start = time.time()
+    evaluate(0, None)
+    step = 0
+    bar = progress(total=total, desc="SFT")
+    for epoch in range(1, cfg.epochs + 1):
+        losses = []
+        for x, y in _batches(x_train, y_train, cfg.batch_size, generator):
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, total, cfg.lr, cfg.warmup)
+            loss = sft_loss(model(x.to(device)), y.to(device))
+            check_finite(loss, "SFT", step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update(1)
+        evaluate(epoch, sum(losses) / len(losses))
+        bar.set_postfix(val_loss=log["val_loss"][-1], acceptable=log["val_acceptable"][-1])
+    bar.close()
+    log["seconds"] = round(time.time() - start, 1)
+    return model.eval(), log
+
+
+def sft_model(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
+              sloppy_share: float | None = None):
+    """The SFT model for ``scale`` and ``seed`` (cached). Returns ``(world, tokenizer, model, log)``.
+
+    ``sloppy_share`` overrides the share of sloppy demonstrations (lab 2 varies it).
+    """
+    scale = current_scale(scale)
+    world, tokenizer, base, base_log = base_model(scale, seed, device=device)
+    cfg = SFTConfig.preset(scale)
+    if sloppy_share is not None:
+        cfg = SFTConfig(**{**asdict(cfg), "sloppy_share": sloppy_share})
+    stage_cfg = {"world": asdict(world.config), "sft": asdict(cfg), "seed": seed, "scale": scale}
+
+    def build(folder):
+        rows = demonstrations(world, "sft", cfg.sloppy_share)
+        model, log = train_sft(base, tokenizer, world, rows, cfg, seed, device)
+        save_checkpoint(folder, model, {"stage": stage_cfg}, log=log)
+
+    folder = cached("sft", stage_cfg, build, fresh)
+    model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
+    return world, tokenizer, model, read_json(folder, "log")
