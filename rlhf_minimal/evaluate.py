@@ -58,3 +58,22 @@ def fact_probe(model: GPT, tokenizer: Tokenizer, world) -> dict:
     accuracy = {a: round(h / len(names), 4) for a, h in hits.items()}
     accuracy["all"] = round(sum(hits.values()) / (len(names) * len(ATTRIBUTES)), 4)
     return accuracy
+
+
+def answer_habits(verdicts: list) -> dict:
+    """How often answers are acceptable, carry filler, or state something false."""
+    n = max(len(verdicts), 1)
+    return {"acceptable": round(sum(v.acceptable for v in verdicts) / n, 4),
+            "filler": round(sum("filler" in v.notes for v in verdicts) / n, 4),
+            "false": round(sum(v.truthful == 0 for v in verdicts) / n, 4)}
+
+
+def side_by_side(tasks: list[Task], responses: dict, verdicts: dict | None = None):
+    """A table (pandas DataFrame) of prompts and each model's response, with ✓ for acceptable."""
+    import pandas as pd
+
+    table = {"family": [t.family for t in tasks], "prompt": [t.prompt.strip() for t in tasks]}
+    for name, texts in responses.items():
+        marks = [("✓ " if v.acceptable else "✗ ") for v in verdicts[name]] if verdicts else [""] * len(texts)
+        table[name] = [m + r.replace("\n", " ⏎ ") for m, r in zip(marks, texts)]
+    return pd.DataFrame(table)

@@ -62,3 +62,30 @@ def test_check_hint_solution_print_and_never_raise(capsys):
     assert "Incorrect: too small" in out and "Correct" in out and "Not attempted" in out
     assert out.count("first") == 1 and out.count("second") == 2
     assert "answer = 3" in out
+
+
+def test_lab01_planted_wrong_answers():
+    import torch.nn.functional as F
+    from rlhf_minimal.exercises.lab01 import q1, q2
+    unshifted = q1.evaluate(lambda logits, tokens: F.cross_entropy(logits, tokens))
+    assert unshifted.status == INCORRECT and "t+1" in unshifted.message
+    summed = q1.evaluate(lambda l, t: F.cross_entropy(l[:-1], t[1:], reduction="sum"))
+    assert summed.status == INCORRECT and "mean" in summed.message
+    anywhere = q2.evaluate(lambda label, response: label in response.split())
+    assert anywhere.status == INCORRECT and "first word" in anywhere.message
+    always = q2.evaluate(lambda label, response: True)
+    assert always.status == INCORRECT
+
+
+def test_lab02_planted_wrong_answers():
+    from rlhf_minimal.exercises.lab02 import q1, q2
+    unmasked = q1.evaluate(lambda p, c: ((p + c)[:-1], (p + c)[1:]))
+    assert unmasked.status == INCORRECT and "nothing is masked" in unmasked.message
+    off_by_one = q1.evaluate(lambda p, c: ((p + c)[:-1], [-100] * len(p) + c[1:]))
+    assert off_by_one.status == INCORRECT and "off by one" in off_by_one.message
+    from rlhf_minimal.judge import parse_claims
+    only_answer = q2.evaluate(lambda facts, n, a, r: any(
+        c == (n, a, facts[n][a]) for c in parse_claims(r, set(facts))))
+    assert only_answer.status == INCORRECT and "extra false fact" in only_answer.message
+    substring = q2.evaluate(lambda facts, n, a, r: facts[n][a] in r)
+    assert substring.status == INCORRECT

@@ -1,0 +1,72 @@
+"""Figures the labs show. Okabe-Ito colours, readable in colour-blind vision and in grey."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+
+
+def _axes(ax=None, figsize=(6.4, 3.6)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def plot_pretraining(log: dict, ax=None):
+    """Training and validation loss of pretraining against the step."""
+    ax = _axes(ax)
+    ax.plot(log["step"], log["train_loss"], color=OKABE_ITO[0], label="training loss")
+    ax.plot(log["val_step"], log["val_loss"], "o-", color=OKABE_ITO[1], label="validation loss")
+    ax.set(xlabel="step", ylabel="next-token loss (nats)", title="Pretraining the base model")
+    ax.legend()
+    return ax
+
+
+def plot_family_scores(tables: dict, metric: str = "acceptable", ax=None, title: str | None = None):
+    """Grouped bars: ``metric`` per task family for each model (``{model name: summary table}``)."""
+    names = list(tables)
+    families = [f for f in next(iter(tables.values())) if f != "all"] + ["all"]
+    ax = _axes(ax, figsize=(9, 3.8))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [tables[name].get(f, {}).get(metric, 0.0) for f in families]
+        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(families))]
+        ax.bar(xs, values, width, label=name, color=OKABE_ITO[i % len(OKABE_ITO)],
+               hatch=["", "//", "..", "xx"][i % 4], edgecolor="white")
+    ax.set_xticks(range(len(families)), [f.replace("_", " ") for f in families], rotation=30, ha="right")
+    label = "acceptable by the gold judge" if metric == "acceptable" else metric
+    ax.set(ylabel=label, title=title or f"{label} per task family ('all': mean over families)")
+    if metric == "acceptable":
+        ax.set_ylim(0, 1.05)
+    ax.legend(ncols=len(names), loc="upper left", fontsize="small")
+    return ax
+
+
+def plot_sft_epochs(log: dict):
+    """SFT per epoch: training and validation loss (left), gold acceptable rate on held-out
+    prompts (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    epochs = log["epoch"]
+    left.plot(epochs[1:], log["train_loss"][1:], "o-", color=OKABE_ITO[0], label="training loss")
+    left.plot(epochs, log["val_loss"], "s--", color=OKABE_ITO[1], label="validation loss")
+    left.set(xlabel="epoch", ylabel="loss on response tokens", title="SFT loss")
+    left.legend()
+    right.plot(epochs, log["val_acceptable"], "o-", color=OKABE_ITO[2], label="acceptable")
+    right.plot(epochs, log["val_score"], "s--", color=OKABE_ITO[3], label="mean gold score")
+    right.set(xlabel="epoch", ylabel="on held-out SFT prompts", title="SFT answers (gold judge)")
+    right.legend()
+    return fig
+
+
+def plot_sloppy_sweep(rows: list[dict]):
+    """What SFT copies: rates in the SFT model's answers against the share of sloppy demonstrations."""
+    ax = _axes()
+    xs = [r["sloppy_share"] for r in rows]
+    for i, (key, label) in enumerate([("acceptable", "acceptable answers"),
+                                      ("filler", "answers with filler"),
+                                      ("false", "answers stating something false")]):
+        ax.plot(xs, [r[key] for r in rows], ["o-", "s--", "^:"][i], color=OKABE_ITO[i], label=label)
+    ax.set(xlabel="share of sloppy demonstrations", ylabel="share of the SFT model's answers",
+           title="SFT copies its writers", ylim=(0, 1.02))
+    ax.legend()
+    return ax
