@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The labs run once; jupyter-cache (_build/.jupyter_cache) keeps their outputs, so a second
 # `make book` with nothing changed re-executes nothing.
+book: export RLHF_NONINTERACTIVE = 1
+book: export TQDM_DISABLE = 1
 book: venv
 	$(BIN)/python -m rlhf_minimal.scale
 	$(BIN)/jupyter-book build . --path-output .
@@ -30,6 +32,7 @@ book: venv
 # then one pytest run for the unit tests and nbval, so pytest's summary line is the last line.
 test: export RLHF_SCALE ?= ci
 test: export TQDM_DISABLE = 1
+test: export RLHF_NONINTERACTIVE = 1
 test: export RLHF_CACHE ?= $(CURDIR)/.rlhf_cache
 test: venv
 	$(BIN)/python -m rlhf_minimal.scale

@@ -35,19 +35,31 @@ def cache_root() -> Path:
     return Path(root)
 
 
-def code_fingerprint() -> str:
-    """Hash of the package's source: changing the code invalidates the cache."""
+# The modules whose code each stage's output depends on: editing one invalidates that stage's
+# cache entries (and, through the keys that include them, the later stages').
+STAGE_CODE = {
+    "base": ("world", "tokenizer", "model", "train", "pretrain"),
+    "sft": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge", "evaluate"),
+    "reward": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge",
+               "evaluate", "preference", "reward"),
+}
+
+
+def code_fingerprint(modules=None) -> str:
+    """Hash of the source of ``modules`` (names in the package; all of them when None)."""
+    package = Path(__file__).parent
+    paths = (sorted(package.glob("*.py")) if modules is None
+             else [package / f"{m}.py" for m in sorted(modules)])
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        if "exercises" in path.parts:
-            continue
+    for path in paths:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
 def entry_key(stage: str, config: dict) -> str:
-    text = json.dumps({"stage": stage, "config": config, "code": code_fingerprint()}, sort_keys=True)
+    code = code_fingerprint(STAGE_CODE.get(stage))
+    text = json.dumps({"stage": stage, "config": config, "code": code}, sort_keys=True)
     return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 

@@ -70,3 +70,59 @@ def plot_sloppy_sweep(rows: list[dict]):
            title="SFT copies its writers", ylim=(0, 1.02))
     ax.legend()
     return ax
+
+
+def plot_priority_preferences(study: dict):
+    """Bars: share of mixed pairs where the false or harmful response was preferred, per guideline."""
+    ax = _axes()
+    keys = [k for k in next(iter(study.values())) if k.endswith("preferred")]
+    width = 0.8 / len(study)
+    for i, (name, row) in enumerate(study.items()):
+        xs = [j + (i - (len(study) - 1) / 2) * width for j in range(len(keys))]
+        ax.bar(xs, [row[k] for k in keys], width, label=name, color=OKABE_ITO[i],
+               hatch=["", "//"][i % 2], edgecolor="white")
+    ax.set_xticks(range(len(keys)), [k.split(":")[0].replace("_", " ") for k in keys])
+    ax.set(ylabel="false or harmful answer preferred", ylim=(0, 1),
+           title="What the guidelines' priorities reward")
+    ax.legend()
+    return ax
+
+
+def plot_k_study(rows: list[dict]):
+    """Reward-model accuracy for K = 2, 4, 9 at the same labeling hours, beside the ceiling."""
+    ax = _axes()
+    ks = [str(r["K"]) for r in rows]
+    ax.bar(ks, [r["accuracy"] for r in rows], color=OKABE_ITO[0], label="held-out accuracy")
+    ax.plot(ks, [r["ceiling"] for r in rows], "k_", markersize=40, mew=2, label="ceiling")
+    ax.plot(ks, [r["accuracy vs gold order"] for r in rows], "D", color=OKABE_ITO[1],
+            label="accuracy against the gold order")
+    for x, r in zip(ks, rows):
+        ax.annotate(f"{r['prompts']} prompts\n{r['pairs']} pairs", (x, 0.52), ha="center", fontsize="small")
+    ax.set(xlabel="K (responses ranked per prompt)", ylabel="pairwise accuracy", ylim=(0.5, 1.0),
+           title=f"Same labeling budget ({rows[0]['hours']} hours)")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
+def plot_calibration(calibration: dict):
+    """Reliability diagram: predicted preference probability against observed frequency."""
+    ax = _axes(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    ax.plot(calibration["predicted"], calibration["observed"], "o-", color=OKABE_ITO[0],
+            label="reward model")
+    ax.set(xlabel="predicted P(a preferred to b)", ylabel="observed share a preferred",
+           title="Calibration on held-out comparisons", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
+def plot_length_probe(probe: dict):
+    """Reward and gold score against response length, one point per response."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained", sharex=True)
+    left.scatter(probe["lengths"], probe["gold"], s=10, alpha=0.5, color=OKABE_ITO[1])
+    left.set(xlabel="response length (words)", ylabel="gold score",
+             title=f"Gold (corr. with length {probe['gold_vs_length']:+.2f})")
+    right.scatter(probe["lengths"], probe["rewards"], s=10, alpha=0.5, color=OKABE_ITO[0])
+    right.set(xlabel="response length (words)", ylabel="normalised reward",
+              title=f"Reward model (corr. with length {probe['reward_vs_length']:+.2f})")
+    return fig

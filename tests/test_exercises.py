@@ -89,3 +89,25 @@ def test_lab02_planted_wrong_answers():
     assert only_answer.status == INCORRECT and "extra false fact" in only_answer.message
     substring = q2.evaluate(lambda facts, n, a, r: facts[n][a] in r)
     assert substring.status == INCORRECT
+
+
+def test_lab03_planted_wrong_answers():
+    from rlhf_minimal.exercises.lab03 import q1, q2
+    neighbours = q1.evaluate(lambda r: [(r[i], r[i + 1]) for i in range(len(r) - 1)])
+    assert neighbours.status == INCORRECT and "neighbours" in neighbours.message
+    reversed_pairs = q1.evaluate(lambda r: [(r[j], r[i]) for i in range(len(r)) for j in range(i + 1, len(r))])
+    assert reversed_pairs.status == INCORRECT and "wrong way round" in reversed_pairs.message
+    positions = q2.evaluate(lambda a, b: sum(x == y for x, y in zip(a, b)) / len(a))
+    assert positions.status == INCORRECT and "pairs" in positions.message
+
+
+def test_lab04_planted_wrong_answers():
+    import torch
+    import torch.nn.functional as F
+    from rlhf_minimal.exercises.lab04 import q1, q2
+    naive = q1.evaluate(lambda c, r: -torch.log(torch.sigmoid(c - r)).mean())
+    assert naive.status == INCORRECT and "logsigmoid" in naive.message
+    flipped = q1.evaluate(lambda c, r: -F.logsigmoid(r - c).mean())
+    assert flipped.status == INCORRECT and "sign" in flipped.message
+    pooled = q2.evaluate(lambda pp: -F.logsigmoid(torch.cat([c for c, _ in pp]) - torch.cat([r for _, r in pp])).mean())
+    assert pooled.status == INCORRECT and "each prompt" in pooled.message

@@ -204,8 +204,126 @@ def three_steps(path: Path = HERE / "three_steps.png") -> Path:
     return path
 
 
+# Illustrative labeling-cost constants for the K figure (seconds). The lab sets its own;
+# only the shape of the trade-off matters here.
+COST_READ_PROMPT_S = 30.0
+COST_READ_RESPONSE_S = 20.0
+COST_COMPARISON_S = 5.0
+
+
+def _style_axes(ax):
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(labelsize=12, colors=INK)
+    ax.grid(True, color="#e3e3e3", linewidth=0.8, zorder=0)
+    ax.set_axisbelow(True)
+
+
+def pairs_per_prompt(path: Path = HERE / "pairs_per_prompt.png") -> Path:
+    """K-choose-2 pairs per ranking, and what a labeling hour buys at each K."""
+    import math
+
+    ks = list(range(2, 10))
+    pairs = [k * (k - 1) // 2 for k in ks]
+
+    def seconds(k: int) -> float:
+        return COST_READ_PROMPT_S + COST_READ_RESPONSE_S * k + COST_COMPARISON_S * k * math.log2(k)
+
+    prompts_per_hour = [3600.0 / seconds(k) for k in ks]
+    pairs_per_hour = [p * n for p, n in zip(pairs, prompts_per_hour)]
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.9))
+    fig.subplots_adjust(wspace=0.42)
+
+    # Left: pairs from one ranking of K, against the K - 1 pairs that a chain of neighbours gives.
+    _style_axes(left)
+    left.bar(ks, pairs, color=OKABE_ITO["orange"], edgecolor=OKABE_ITO["vermillion"], linewidth=1.5,
+             width=0.62, zorder=2, label="all pairs, K(K\u22121)/2")
+    left.plot(ks, [k - 1 for k in ks], color=OKABE_ITO["blue"], marker="o", markersize=7, linewidth=2.2,
+              zorder=3, label="neighbours only, K\u22121")
+    for k, p in zip(ks, pairs):
+        left.text(k, p + 0.6, str(p), ha="center", va="bottom", fontsize=12, color=INK)
+    left.set_xticks(ks)
+    left.set_xlabel("responses ranked per prompt, K", fontsize=13, color=INK)
+    left.set_ylabel("comparisons from one ranking", fontsize=13, color=INK)
+    left.set_ylim(0, 40)
+    left.legend(fontsize=12, frameon=False, loc="upper left")
+    left.set_title("One ranking, many pairs", fontsize=14, color=INK, fontweight="bold")
+
+    # Right: one labeling hour under the illustrative cost model.
+    _style_axes(right)
+    right.plot(ks, pairs_per_hour, color=OKABE_ITO["vermillion"], marker="s", markersize=7, linewidth=2.4,
+               zorder=3, label="pairs per hour")
+    right.set_xticks(ks)
+    right.set_xlabel("responses ranked per prompt, K", fontsize=13, color=INK)
+    right.set_ylabel("pairs per labeling hour", fontsize=13, color=OKABE_ITO["vermillion"])
+    right.set_ylim(0, max(pairs_per_hour) * 1.15)
+    twin = right.twinx()
+    twin.spines[["top"]].set_visible(False)
+    twin.plot(ks, prompts_per_hour, color=OKABE_ITO["blue"], marker="o", markersize=7, linewidth=2.4,
+              linestyle=(0, (5, 3)), zorder=3, label="prompts per hour")
+    twin.set_ylabel("prompts per labeling hour", fontsize=13, color=OKABE_ITO["blue"])
+    twin.set_ylim(0, max(prompts_per_hour) * 1.15)
+    twin.tick_params(labelsize=12, colors=INK)
+    lines = right.get_lines() + twin.get_lines()
+    right.legend(lines, [line.get_label() for line in lines], fontsize=12, frameon=False, loc="upper center")
+    right.set_title("One labeling hour (illustrative costs)", fontsize=14, color=INK, fontweight="bold")
+
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def reward_gap_loss(path: Path = HERE / "reward_gap_loss.png") -> Path:
+    """The Bradley-Terry probability of a label, its negative log-likelihood, and the gradient."""
+    import numpy as np
+
+    gap = np.linspace(-6, 6, 481)
+    prob = 1.0 / (1.0 + np.exp(-gap))
+    loss = np.logaddexp(0.0, -gap)  # -log sigmoid(gap), computed stably
+    grad = 1.0 / (1.0 + np.exp(gap))  # |d loss / d gap| = sigmoid(-gap)
+    margin = 1.0
+    loss_margin = np.logaddexp(0.0, -(gap - margin))
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.9))
+    fig.subplots_adjust(wspace=0.3)
+
+    _style_axes(left)
+    left.plot(gap, prob, color=OKABE_ITO["blue"], linewidth=2.6, zorder=3)
+    left.axhline(0.5, color=GREY, linewidth=1.2, linestyle=(0, (3, 3)))
+    left.axvline(0.0, color=GREY, linewidth=1.2, linestyle=(0, (3, 3)))
+    for g in (1.0, 2.0):
+        p = 1.0 / (1.0 + np.exp(-g))
+        left.plot([g], [p], marker="o", color=OKABE_ITO["blue"], markersize=7, zorder=4)
+        left.annotate(f"gap {g:.0f}: {p:.2f}", (g, p), xytext=(g + 0.5, p - 0.13), fontsize=12, color=INK,
+                      arrowprops=dict(arrowstyle="-", color=GREY, lw=1))
+    left.set_xlabel("reward gap  r(x, y_w) \u2212 r(x, y_l)", fontsize=13, color=INK)
+    left.set_ylabel("P(y_w preferred)  =  \u03c3(gap)", fontsize=13, color=INK)
+    left.set_ylim(-0.02, 1.02)
+    left.set_title("Bradley-Terry: the gap sets the odds", fontsize=14, color=INK, fontweight="bold")
+
+    _style_axes(right)
+    right.plot(gap, loss, color=OKABE_ITO["vermillion"], linewidth=2.6, zorder=3,
+               label="loss  \u2212log \u03c3(gap)")
+    right.plot(gap, grad, color=OKABE_ITO["bluish_green"], linewidth=2.4, linestyle=(0, (6, 3)), zorder=3,
+               label="slope  |d loss / d gap| = \u03c3(\u2212gap)")
+    right.plot(gap, loss_margin, color=OKABE_ITO["reddish_purple"], linewidth=2.0, linestyle=(0, (1.5, 2)),
+               zorder=3, label=f"loss with margin m = {margin:.0f}")
+    right.axvline(0.0, color=GREY, linewidth=1.2, linestyle=(0, (3, 3)))
+    right.text(-3.2, 6.3, "confidently wrong:\nlarge loss, slope near 1", fontsize=12, color=INK, va="top")
+    right.text(2.1, 1.45, "confidently right:\nloss and slope near 0", fontsize=12, color=INK, va="bottom")
+    right.set_xlabel("reward gap  r(x, y_w) \u2212 r(x, y_l)", fontsize=13, color=INK)
+    right.set_ylabel("loss per pair (nats) and its slope", fontsize=13, color=INK)
+    right.set_ylim(-0.1, 8.2)
+    right.legend(fontsize=12, frameon=False, loc="upper right")
+    right.set_title("Its negative log-likelihood", fontsize=14, color=INK, fontweight="bold")
+
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
-    for make in (three_steps,):
+    for make in (three_steps, pairs_per_prompt, reward_gap_loss):
         print("wrote", make())
 
 

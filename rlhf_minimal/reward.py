@@ -1,0 +1,362 @@
+"""Stage 2: the reward model, trained on comparisons with the pairwise loss (eq-rm-loss).
+
+* Initialised from the SFT model, the unembedding replaced by a scalar head
+  (``GPT.with_scalar_head``, weights N(0, 1/sqrt(d+1))).
+* The reward of (prompt, response) is the head's output at the last real token of
+  ``prompt + response + EOS`` (EOS is left out only when the response filled the context).
+* Loss: ``-log sigmoid(r_chosen - r_rejected - margin)``, computed with ``logsigmoid``. All pairs
+  of one prompt go in the same batch and every response is scored once; the loss is the mean
+  over a prompt's pairs, then the mean over prompts, so each prompt weighs the same whatever its
+  number of pairs (InstructGPT's fix for overfitting). One epoch by default.
+* After training, rewards are normalised to mean 0 and standard deviation 1 over the SFT model's
+  samples; the shift and scale are saved with the model.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .cache import cached, load_checkpoint, read_json, save_checkpoint
+from .device import pick_device
+from .judge import DEFAULT_PRIORITY, GoldJudge
+from .model import GPT
+from .preference import (agreement, comparisons_dataset, label, label_quality, make_labelers,
+                         sample_k, validate_comparisons)
+from .scale import check_scale, current_scale
+from .sft import sft_model
+from .tokenizer import Tokenizer
+from .train import check_finite, cosine_lr, make_optimizer, progress, set_seed
+from .world import Task
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    k: int = 4                       # responses ranked per prompt
+    max_prompts: int | None = None   # use at most this many RM prompts (None: the whole split)
+    n_labelers: int = 5
+    labeler_temperature: float = 0.25
+    labeler_bias_std: float = 0.01
+    priority: tuple = DEFAULT_PRIORITY
+    sample_temperature: float = 1.0
+    heldout_share: float = 0.15      # prompts whose comparisons are kept for evaluation
+    prompts_per_batch: int = 8
+    epochs: int = 1
+    lr: float = 3e-4
+    warmup: int = 10
+    margin: float | None = None
+    from_sft: bool = True            # False: initialise from the base model instead
+    n_layers: int | None = None      # keep only the first n transformer blocks (a smaller RM)
+    eval_k: int = 4                  # held-out prompts always get K = 4, so runs compare
+
+    @staticmethod
+    def preset(scale: str) -> "RewardConfig":
+        return {"ci": RewardConfig(), "cpu": RewardConfig(),
+                "gpu": RewardConfig(prompts_per_batch=16, lr=1e-4)}[check_scale(scale)]
+
+
+def pairwise_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
+                  margin: float | torch.Tensor | None = None) -> torch.Tensor:
+    """eq-rm-loss: mean of ``-log sigmoid(r_chosen - r_rejected - margin)``.
+
+    ``logsigmoid`` keeps it finite for large negative gaps, where ``log(sigmoid(x))`` underflows
+    to log(0).
+    """
+    gap = chosen_rewards - rejected_rewards
+    if margin is not None:
+        gap = gap - margin
+    return -F.logsigmoid(gap).mean()
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token of each row, for left or right padding."""
+    width = mask.size(1)
+    return width - 1 - mask.flip(-1).long().argmax(-1)
+
+
+def encode_pair_text(tokenizer: Tokenizer, prompt: str, response: str, max_len: int) -> list[int]:
+    ids = tokenizer.encode(prompt) + tokenizer.encode(response)
+    if len(ids) > max_len:
+        raise ValueError(f"prompt plus response is {len(ids)} tokens, longer than the context "
+                         f"({max_len}): {prompt.strip()!r} -> {response[:40]!r}...")
+    return ids + [tokenizer.eos_id] if len(ids) < max_len else ids
+
+
+def score_sequences(model: GPT, sequences: list[list[int]], pad_id: int, device) -> torch.Tensor:
+    """Scalar-head output at the last real token of each right-padded sequence."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, :len(seq)] = torch.tensor(seq)
+        mask[row, :len(seq)] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    values = model(ids, mask)
+    return values.gather(1, last_token_index(mask)[:, None]).squeeze(1)
+
+
+class RewardModel:
+    """A scalar-head GPT plus its normalisation; ``score`` gives normalised rewards."""
+
+    def __init__(self, model: GPT, tokenizer: Tokenizer, shift: float = 0.0, scale: float = 1.0):
+        self.model, self.tokenizer, self.shift, self.scale = model, tokenizer, shift, scale
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def raw(self, prompts: list[str], responses: list[str], batch_size: int = 256) -> torch.Tensor:
+        self.model.eval()
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            seqs = [encode_pair_text(self.tokenizer, p, r, self.model.config.max_len)
+                    for p, r in zip(prompts[start:start + batch_size], responses[start:start + batch_size])]
+            out.append(score_sequences(self.model, seqs, self.tokenizer.pad_id, self.device).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        """Normalised rewards: mean 0, std 1 over the SFT model's samples."""
+        return (self.raw(prompts, responses) - self.shift) / self.scale
+
+
+def truncate(model: GPT, n_layers: int) -> GPT:
+    """The same model with only its first ``n_layers`` transformer blocks (a smaller reward model
+    that keeps the lower layers of the SFT model)."""
+    from .model import GPTConfig
+
+    if not 1 <= n_layers <= model.config.n_layer:
+        raise ValueError(f"n_layers must be between 1 and {model.config.n_layer}, got {n_layers}")
+    small = GPT(GPTConfig(**{**model.config.to_dict(), "n_layer": n_layers}))
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.startswith("blocks.") or int(k.split(".")[1]) < n_layers}
+    small.load_state_dict(state)
+    return small.to(next(model.parameters()).device)
+
+
+def _group_by_prompt(rows) -> list[dict]:
+    groups: dict = {}
+    for row in rows:
+        g = groups.setdefault(row["prompt_id"], {"prompt": row["prompt"], "responses": [], "pairs": []})
+        for key in ("chosen", "rejected"):
+            if row[key] not in g["responses"]:
+                g["responses"].append(row[key])
+        g["pairs"].append((g["responses"].index(row["chosen"]), g["responses"].index(row["rejected"])))
+    return list(groups.values())
+
+
+def _batch_loss(model, tokenizer, groups, margin, device):
+    sequences, offsets = [], []
+    for g in groups:
+        offsets.append(len(sequences))
+        sequences += [encode_pair_text(tokenizer, g["prompt"], r, model.config.max_len) for r in g["responses"]]
+    rewards = score_sequences(model, sequences, tokenizer.pad_id, device)
+    losses = []
+    for g, offset in zip(groups, offsets):
+        chosen = torch.stack([rewards[offset + c] for c, _ in g["pairs"]])
+        rejected = torch.stack([rewards[offset + r] for _, r in g["pairs"]])
+        losses.append(pairwise_loss(chosen, rejected, margin))  # mean over this prompt's pairs
+    return torch.stack(losses).mean()                          # each prompt weighs the same
+
+
+def train_reward_model(init: GPT, tokenizer: Tokenizer, rows, cfg: RewardConfig, seed: int = 0,
+                       device=None) -> tuple[GPT, dict]:
+    """Train a scalar-head copy of ``init`` on comparison ``rows`` (with ``prompt_id``)."""
+    validate_comparisons(rows)
+    device = device or pick_device()
+    set_seed(seed)
+    groups = _group_by_prompt(rows)
+    model = copy.deepcopy(init).to(device).with_scalar_head()
+    if cfg.n_layers is not None:
+        model = truncate(model, cfg.n_layers)
+    model.train()
+    optimizer = make_optimizer(model, cfg.lr)
+    per_epoch = -(-len(groups) // cfg.prompts_per_batch)
+    total = per_epoch * cfg.epochs
+    log = {"step": [], "loss": [], "n_prompts": len(groups), "n_pairs": len(rows)}
+    rng = random.Random(seed)
+    step, start = 0, time.time()
+    bar = progress(total=total, desc="reward model")
+    for _ in range(cfg.epochs):
+        rng.shuffle(groups)
+        for i in range(0, len(groups), cfg.prompts_per_batch):
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, total, cfg.lr, cfg.warmup)
+            loss = _batch_loss(model, tokenizer, groups[i:i + cfg.prompts_per_batch], cfg.margin, device)
+            check_finite(loss, "reward model", step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            log["step"].append(step)
+            log["loss"].append(round(loss.item(), 4))
+            step += 1
+            bar.update(1)
+    bar.close()
+    log["seconds"] = round(time.time() - start, 1)
+    return model.eval(), log
+
+
+@torch.no_grad()
+def pairwise_accuracy(rm: RewardModel, rows) -> float:
+    """Share of comparisons where the chosen response gets the higher reward (ties count half)."""
+    if not len(rows):
+        return float("nan")
+    chosen = rm.raw([r["prompt"] for r in rows], [r["chosen"] for r in rows])
+    rejected = rm.raw([r["prompt"] for r in rows], [r["rejected"] for r in rows])
+    return round(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean().item(), 4)
+
+
+@torch.no_grad()
+def calibration(rm: RewardModel, rows, bins: int = 10) -> dict:
+    """Predicted preference probability sigmoid(r_a - r_b) against how often a was chosen.
+
+    Each comparison counts in both orientations, so the diagram is symmetric about 0.5.
+    """
+    chosen = rm.raw([r["prompt"] for r in rows], [r["chosen"] for r in rows])
+    rejected = rm.raw([r["prompt"] for r in rows], [r["rejected"] for r in rows])
+    p = torch.sigmoid(chosen - rejected)
+    predicted = torch.cat([p, 1 - p])
+    observed = torch.cat([torch.ones_like(p), torch.zeros_like(p)])
+    edges = torch.linspace(0, 1, bins + 1)
+    out = {"predicted": [], "observed": [], "count": []}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (predicted >= lo) & ((predicted < hi) | (hi == 1))
+        if inside.any():
+            out["predicted"].append(round(predicted[inside].mean().item(), 4))
+            out["observed"].append(round(observed[inside].mean().item(), 4))
+            out["count"].append(int(inside.sum()))
+    return out
+
+
+def _correlation(xs, ys) -> float:
+    x, y = torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64)
+    if x.std() == 0 or y.std() == 0:
+        return 0.0
+    return round(torch.corrcoef(torch.stack([x, y]))[0, 1].item(), 4)
+
+
+def length_and_repetition_probe(rm: RewardModel, judge: GoldJudge, tasks: list[Task],
+                                responses: list[str]) -> dict:
+    """Does the reward model reward the wrong thing?
+
+    * correlation of reward and of gold score with response length (words);
+    * the change in reward, and in gold score, when an acceptable answer's first sentence is
+      repeated twice more (repetition adds nothing and the gold judge counts it as filler).
+    """
+    rewards = rm.score([t.prompt for t in tasks], responses).tolist()
+    gold = [judge.score(t, r).score for t, r in zip(tasks, responses)]
+    lengths = [len(r.split()) for r in responses]
+    good = [(t, r) for t, r in zip(tasks, responses) if judge.score(t, r).acceptable and r.count(".") >= 1]
+    repeated = []
+    for t, r in good:
+        first = r.split(" . ")[0].rstrip(" .") + " ."
+        repeated.append(f"{r} {first} {first}")
+    rep_tasks = [t for t, _ in good]
+    if rep_tasks:
+        before = rm.score([t.prompt for t in rep_tasks], [r for _, r in good])
+        after = rm.score([t.prompt for t in rep_tasks], repeated)
+        gold_delta = sum(judge.score(t, x).score - judge.score(t, r).score
+                         for (t, r), x in zip(good, repeated)) / len(good)
+        reward_delta = (after - before).mean().item()
+    else:
+        gold_delta = reward_delta = float("nan")
+    return {"reward_vs_length": _correlation(rewards, lengths),
+            "gold_vs_length": _correlation(gold, lengths),
+            "reward_vs_gold": _correlation(rewards, gold),
+            "repetition_reward_change": round(reward_delta, 4),
+            "repetition_gold_change": round(gold_delta, 4),
+            "lengths": lengths, "rewards": [round(x, 4) for x in rewards], "gold": gold}
+
+
+def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
+                 **overrides):
+    """The reward model for ``scale`` and ``seed`` (cached), trained from the cached SFT model.
+
+    ``overrides`` change fields of :class:`RewardConfig` (for example ``k=2, max_prompts=300``).
+    Returns ``(world, tokenizer, RewardModel, info)``; ``info`` holds the training log, the
+    held-out evaluation (accuracy, ceiling, agreement, calibration, probes) and the path of the
+    comparison data set on disk.
+    """
+    scale = current_scale(scale)
+    world, tokenizer, sft, _ = sft_model(scale, seed, device=device)
+    cfg = RewardConfig(**{**asdict(RewardConfig.preset(scale)), **overrides})
+    stage_cfg = {"scale": scale, "seed": seed, "world": asdict(world.config),
+                 "reward": {**asdict(cfg), "priority": list(cfg.priority)}}
+
+    def build(folder):
+        if cfg.from_sft:
+            init = sft
+        else:
+            from .pretrain import base_model
+            init = base_model(scale, seed, device=device)[2]
+        tasks = list(world.splits["rm"])
+        random.Random(f"rm-prompts-{seed}").shuffle(tasks)
+        n_held = max(2, int(len(tasks) * cfg.heldout_share))
+        held_tasks, train_tasks = tasks[:n_held], tasks[n_held:]
+        train_tasks = train_tasks[:cfg.max_prompts] if cfg.max_prompts else train_tasks
+        labelers = make_labelers(world, cfg.n_labelers, cfg.priority, cfg.labeler_temperature,
+                                 cfg.labeler_bias_std, seed)
+        held_responses = sample_k(sft, tokenizer, held_tasks, cfg.eval_k, cfg.sample_temperature, seed=seed)
+        train_responses = sample_k(sft, tokenizer, train_tasks, cfg.k, cfg.sample_temperature, seed=seed + 1)
+        held_rows = label(held_tasks, held_responses, labelers, seed)
+        train_rows = label(train_tasks, train_responses, labelers, seed + 1)
+        model, log = train_reward_model(init, tokenizer, train_rows, cfg, seed, device)
+        rm = RewardModel(model, tokenizer)
+        flat_prompts = [t.prompt for t, rs in zip(train_tasks, train_responses) for _ in rs]
+        raw = rm.raw(flat_prompts, [r for rs in train_responses for r in rs])
+        shift, scale_ = raw.mean().item(), max(raw.std().item(), 1e-6)
+        rm.shift, rm.scale = shift, scale_
+        gold = GoldJudge(world)
+        evaluation = {
+            "accuracy": pairwise_accuracy(rm, held_rows),
+            "train_accuracy": pairwise_accuracy(rm, train_rows[:2000]),
+            **label_quality(held_rows, labelers, gold),
+            "agreement": agreement(held_tasks, held_responses, labelers, gold),
+            "accuracy_vs_gold": _gold_order_accuracy(rm, held_tasks, held_responses, gold),
+            "calibration": calibration(rm, held_rows),
+            "probe": length_and_repetition_probe(
+                rm, gold, [t for t, rs in zip(held_tasks, held_responses) for _ in rs],
+                [r for rs in held_responses for r in rs]),
+            "n_train_pairs": len(train_rows), "n_heldout_pairs": len(held_rows),
+            "n_train_prompts": len(train_tasks), "n_heldout_prompts": n_held,
+            "parameters": model.num_parameters(),
+        }
+        save_checkpoint(folder, model, {"stage": stage_cfg, "normalisation": {"shift": shift, "scale": scale_}},
+                        log=log, evaluation=evaluation)
+        comparisons_dataset(train_rows).save_to_disk(str(folder / "comparisons"))
+        comparisons_dataset(held_rows).save_to_disk(str(folder / "heldout_comparisons"))
+
+    folder = cached("reward", stage_cfg, build, fresh)
+    model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
+    norm = json.loads((folder / "config.json").read_text())["normalisation"]
+    rm = RewardModel(model, tokenizer, norm["shift"], norm["scale"])
+    info = {"log": read_json(folder, "log"), "evaluation": read_json(folder, "evaluation"),
+            "comparisons": str(folder / "comparisons"),
+            "heldout_comparisons": str(folder / "heldout_comparisons"), "config": cfg}
+    return world, tokenizer, rm, info
+
+
+def _gold_order_accuracy(rm: RewardModel, tasks, responses, gold: GoldJudge) -> float:
+    """Pairwise accuracy against the noiseless gold order (pairs with different gold scores)."""
+    hits = total = 0.0
+    for task, rs in zip(tasks, responses):
+        distinct = list(dict.fromkeys(rs))
+        if len(distinct) < 2:
+            continue
+        rewards = rm.raw([task.prompt] * len(distinct), distinct).tolist()
+        scores = [gold.score(task, r).score for r in distinct]
+        for i in range(len(distinct)):
+            for j in range(i + 1, len(distinct)):
+                if scores[i] == scores[j]:
+                    continue
+                total += 1
+                hits += 1.0 if (rewards[i] - rewards[j]) * (scores[i] - scores[j]) > 0 else (
+                    0.5 if rewards[i] == rewards[j] else 0.0)
+    return round(hits / total, 4) if total else float("nan")

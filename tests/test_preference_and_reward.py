@@ -1,0 +1,131 @@
+"""Rankings, labelers, the ceiling, comparison data, and the reward model's loss and reading."""
+import math
+import random
+
+import pytest
+import torch
+
+from rlhf_minimal.data import DataError
+from rlhf_minimal.judge import GoldJudge
+from rlhf_minimal.model import GPT, GPTConfig
+from rlhf_minimal.preference import (SimulatedLabeler, agreement, comparisons_dataset, label,
+                                     label_quality, labeling_seconds, make_labelers,
+                                     ranking_to_pairs, validate_comparisons)
+from rlhf_minimal.reward import (RewardConfig, last_token_index, pairwise_loss, score_sequences,
+                                 train_reward_model)
+from rlhf_minimal.world import IDK, ideal_response
+from rlhf_minimal.world import _wrong_response
+
+
+def _reference_loss(chosen, rejected, margin=0.0):
+    """-log(sigmoid(x)) = log(1 + exp(-x)), written stably by hand."""
+    out = []
+    for c, r in zip(chosen.tolist(), rejected.tolist()):
+        x = c - r - margin
+        out.append(math.log1p(math.exp(-x)) if x > -30 else -x + math.log1p(math.exp(x)))
+    return sum(out) / len(out)
+
+
+def test_pairwise_loss_matches_formula_with_margin_and_large_gaps():
+    g = torch.Generator().manual_seed(0)
+    chosen, rejected = torch.randn(50, generator=g) * 3, torch.randn(50, generator=g) * 3
+    assert pairwise_loss(chosen, rejected).item() == pytest.approx(_reference_loss(chosen, rejected), rel=1e-5)
+    assert pairwise_loss(chosen, rejected, 0.5).item() == pytest.approx(_reference_loss(chosen, rejected, 0.5), rel=1e-5)
+    huge = pairwise_loss(torch.tensor([-200.0]), torch.tensor([200.0]))
+    naive = -torch.log(torch.sigmoid(torch.tensor([-400.0])))
+    assert torch.isinf(naive).all() and huge.item() == pytest.approx(400.0)
+    assert pairwise_loss(torch.tensor([0.0]), torch.tensor([0.0])).item() == pytest.approx(math.log(2))
+
+
+def test_loss_depends_only_on_the_difference():
+    c, r = torch.tensor([1.0, 2.0]), torch.tensor([0.5, -1.0])
+    assert pairwise_loss(c + 7, r + 7).item() == pytest.approx(pairwise_loss(c, r).item())
+
+
+def test_ranking_to_pairs_counts_and_ties():
+    strict = ranking_to_pairs([[2], [0], [3], [1]])
+    assert len(strict) == 6 and strict[0] == (2, 0) and (3, 1) in strict
+    for k in range(2, 10):
+        assert len(ranking_to_pairs([[i] for i in range(k)])) == k * (k - 1) // 2
+    tied = ranking_to_pairs([[0, 1], [2]])
+    assert sorted(tied) == [(0, 2), (1, 2)]  # no pair inside the tie
+
+
+def test_labelers_merge_duplicates_and_tie_equal_scores(ci_world):
+    task = next(t for t in ci_world.splits["rm"] if t.family == "open_qa")
+    right = ideal_response(ci_world, task)
+    wrong = _wrong_response(ci_world, task, random.Random(0))
+    labeler = make_labelers(ci_world, 1, temperature=0.01)[0]
+    ranking = labeler.rank(task, [right, right, wrong, IDK])
+    # the duplicate (index 1) is merged into response 0; with almost no noise the order is
+    # right (score 1) > "i do not know" (0.3) > a wrong fact (0)
+    assert ranking == [[0], [3], [2]]
+
+
+def test_ceiling_on_a_hand_case(ci_world):
+    """A labeler with zero noise agrees with its own utility on every pair: ceiling 1.
+    A very noisy one is a coin flip on pairs: ceiling near 0.5."""
+    tasks = [t for t in ci_world.splits["rm"] if t.family in ("open_qa", "classify", "closed_qa")][:40]
+    rng = random.Random(0)
+    responses = [[ideal_response(ci_world, t), _wrong_response(ci_world, t, rng), "hello !"] for t in tasks]
+    gold = GoldJudge(ci_world)
+    sharp = make_labelers(ci_world, 3, temperature=1e-4, bias_std=0.0)
+    rows = label(tasks, responses, sharp)
+    assert label_quality(rows, sharp, gold)["ceiling"] == 1.0
+    assert agreement(tasks, responses, sharp, gold)["labeler_labeler"] == 1.0
+    noisy = make_labelers(ci_world, 3, temperature=100.0, bias_std=0.0)
+    rows = label(tasks, responses, noisy)
+    assert 0.35 < label_quality(rows, noisy, gold)["ceiling"] < 0.65
+    assert 0.35 < agreement(tasks, responses, noisy, gold)["labeler_labeler"] < 0.65
+
+
+def test_bradley_terry_marginal(ci_world):
+    """P(better over worse) = sigmoid(gap / T) for two responses with a known score gap."""
+    task = next(t for t in ci_world.splits["rm"] if t.family == "open_qa")
+    right, idk = ideal_response(ci_world, task), IDK  # scores 1.0 and 0.3
+    labeler = make_labelers(ci_world, 1, temperature=0.5, bias_std=0.0)[0]
+    wins = sum(labeler.rank(task, [right, idk])[0] == [0] for _ in range(4000)) / 4000
+    assert wins == pytest.approx(1 / (1 + math.exp(-0.7 / 0.5)), abs=0.025)
+
+
+def test_comparison_rows_are_validated():
+    good = {"prompt": "p\n", "chosen": "a .", "rejected": "b ."}
+    validate_comparisons([good])
+    with pytest.raises(DataError, match="row 1: 'rejected' is empty"):
+        validate_comparisons([good, {**good, "rejected": ""}])
+    with pytest.raises(DataError, match="row 0: chosen and rejected are the same"):
+        validate_comparisons([{**good, "rejected": "a ."}])
+    with pytest.raises(DataError, match="no column 'chosen'"):
+        comparisons_dataset([{"prompt": "p", "rejected": "b"}])
+
+
+def test_labeling_cost_model():
+    assert labeling_seconds(2) == pytest.approx(30 + 40 + 10)
+    assert labeling_seconds(4) < labeling_seconds(9)
+
+
+def test_reward_read_at_last_real_token_for_either_padding():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(30, 1, 2, 16, 16, head="scalar")).eval()
+    seqs = [[3, 4, 5, 6], [7, 8]]
+    right = score_sequences(model, seqs, 0, "cpu")
+    for row, seq in enumerate(seqs):
+        assert right[row].item() == pytest.approx(model(torch.tensor([seq]))[0, -1].item(), abs=1e-5)
+    left_mask = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+    assert last_token_index(left_mask).tolist() == [3, 3]
+    assert last_token_index(torch.tensor([[1, 1, 0, 0]])).tolist() == [1]
+
+
+def test_reward_training_is_reproducible_and_lowers_the_loss(ci_world, tokenizer):
+    tasks = [t for t in ci_world.splits["rm"] if t.family in ("open_qa", "classify")][:24]
+    rng = random.Random(0)
+    responses = [[ideal_response(ci_world, t), _wrong_response(ci_world, t, rng), "hello !"] for t in tasks]
+    rows = label(tasks, responses, make_labelers(ci_world, 2, temperature=0.05))
+    torch.manual_seed(0)
+    init = GPT(GPTConfig(tokenizer.vocab_size, 1, 2, 32, 96))
+    cfg = RewardConfig(prompts_per_batch=4, epochs=4, lr=3e-3, warmup=2)
+    _, log_a = train_reward_model(init, tokenizer, rows, cfg, seed=0, device="cpu")
+    _, log_b = train_reward_model(init, tokenizer, rows, cfg, seed=0, device="cpu")
+    assert log_a["loss"] == log_b["loss"]
+    first, last = sum(log_a["loss"][:3]) / 3, sum(log_a["loss"][-3:]) / 3
+    assert last < first - 0.1
