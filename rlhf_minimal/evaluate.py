@@ -11,7 +11,8 @@ from .world import Task
 
 def generate_responses(model: GPT, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int = 48,
                        temperature: float = 0.0, batch_size: int = 128, seed: int = 0,
-                       top_k: int | None = None, top_p: float | None = None) -> list[str]:
+                       top_k: int | None = None, top_p: float | None = None,
+                       min_new_tokens: int = 0) -> list[str]:
     """The text each prompt is continued with, up to EOS (greedy by default)."""
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     responses = []
@@ -19,7 +20,8 @@ def generate_responses(model: GPT, tokenizer: Tokenizer, prompts: list[str], max
         chunk = [tokenizer.encode(p) for p in prompts[start:start + batch_size]]
         room = model.config.max_len - max(len(c) for c in chunk)
         _, _, out = generate(model, chunk, min(max_new_tokens, room), tokenizer.eos_id,
-                             tokenizer.pad_id, temperature, top_k, top_p, generator)
+                             tokenizer.pad_id, temperature, top_k, top_p, generator,
+                             min_new_tokens=min_new_tokens)
         responses += [tokenizer.decode(row) for row in out.tolist()]
     return responses
 

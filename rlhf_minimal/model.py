@@ -193,11 +193,13 @@ def left_pad(sequences: list[list[int]], pad_id: int, device=None):
 @torch.no_grad()
 def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             generator: torch.Generator | None = None, use_cache: bool = True):
+             generator: torch.Generator | None = None, use_cache: bool = True,
+             min_new_tokens: int = 0):
     """Sample continuations of a batch of prompts (token lists of any lengths).
 
     Prompts are left-padded; sampling stops for a row at EOS (kept) and fills the rest with PAD.
-    ``temperature=0`` is greedy. Returns ``(prompt_ids [B, P], prompt_mask, response [B, N])``
+    ``temperature=0`` is greedy; EOS is blocked for the first ``min_new_tokens`` steps (so a
+    response is never empty when it is 1). Returns ``(prompt_ids [B, P], prompt_mask, response [B, N])``
     with ``N <= max_new_tokens``. ``use_cache=False`` recomputes the whole sequence every step
     (slow; the tests use it to check the cache).
     """
@@ -218,14 +220,17 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eos_id: 
     step_input = ids
     done = torch.zeros(B, dtype=torch.bool, device=device)
     out = []
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         logits = model(step_input if use_cache else seq, full_mask, cache)[:, -1, :].float()
+        if step < min_new_tokens:
+            logits[:, eos_id] = float("-inf")
         if temperature == 0:
             token = logits.argmax(-1)
         else:
             logits = filter_logits(logits / temperature, top_k, top_p)
-            probs = logits.softmax(-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits)
+            uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
+            token = (logits - torch.log(-torch.log(uniform.clamp_min(1e-20)))).argmax(-1)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         out.append(token)
         done = done | (token == eos_id)

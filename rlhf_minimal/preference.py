@@ -38,12 +38,13 @@ from .world import Task
 
 def sample_k(model, tokenizer, tasks: list[Task], k: int, temperature: float = 1.0,
              max_new_tokens: int = 48, seed: int = 0, batch_size: int = 256) -> list[list[str]]:
-    """K sampled responses for each task (``k`` from 2 to 9, as in InstructGPT)."""
+    """K sampled responses for each task (``k`` from 2 to 9, as in InstructGPT). Responses are
+    never empty (EOS cannot come first): a labeler cannot compare an empty answer."""
     if not 2 <= k <= 9:
         raise ValueError(f"K must be between 2 and 9 (InstructGPT's range), got {k}")
     prompts = [t.prompt for t in tasks for _ in range(k)]
     flat = generate_responses(model, tokenizer, prompts, max_new_tokens, temperature=temperature,
-                              batch_size=batch_size, seed=seed)
+                              batch_size=batch_size, seed=seed, min_new_tokens=1)
     return [flat[i * k:(i + 1) * k] for i in range(len(tasks))]
 
 

@@ -434,7 +434,7 @@ def _make_splits(rng: random.Random, world: World) -> tuple[dict, dict]:
     for split in splits:
         rng.shuffle(splits[split])
     n_b = max(1, round(cfg.lang_b_demo_share * len(splits["sft"])))
-    for task in splits["sft"][:n_b]:  # the rare second language: SFT only (and a probe set in eval)
+    for task in rng.sample(splits["sft"], n_b):  # the rare second language: SFT only
         task.prompt, task.lang = world.translate_to_b(task.prompt.rstrip("\n")) + "\n", "b"
     return splits, unknown_split
 
