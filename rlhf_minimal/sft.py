@@ -30,8 +30,8 @@ from .world import World, demonstrations
 
 @dataclass(frozen=True)
 class SFTConfig:
-    epochs: int = 8
-    batch_size: int = 32
+    epochs: int = 14          # cpu: held-out gold score plateaus at 9-14 epochs, while the
+    batch_size: int = 32      # validation loss is lowest at 9 and then rises (lab 2's figure)
     lr: float = 1e-3
     warmup: int = 20
     val_share: float = 0.1
@@ -41,7 +41,7 @@ class SFTConfig:
     @staticmethod
     def preset(scale: str) -> "SFTConfig":
         return {"ci": SFTConfig(epochs=3), "cpu": SFTConfig(),
-                "gpu": SFTConfig(epochs=8, batch_size=64, lr=5e-4)}[check_scale(scale)]
+                "gpu": SFTConfig(epochs=14, batch_size=64, lr=5e-4)}[check_scale(scale)]
 
 
 def encode_demonstrations(tokenizer: Tokenizer, rows, max_len: int):
