@@ -67,7 +67,7 @@ class SimulatedLabeler:
 
     labeler_id: int
     judge: GoldJudge
-    temperature: float = 0.25
+    temperature: float = 0.5
     length_bias: float = 0.0          # added to the utility per word of the response
     rng: random.Random = field(default_factory=random.Random)
 
@@ -101,7 +101,7 @@ class SimulatedLabeler:
         return [rank_of[r] for r in responses]
 
 
-def make_labelers(judge_world, n: int = 5, priority=DEFAULT_PRIORITY, temperature: float = 0.25,
+def make_labelers(judge_world, n: int = 5, priority=DEFAULT_PRIORITY, temperature: float = 0.5,
                   bias_std: float = 0.01, seed: int = 0) -> list[SimulatedLabeler]:
     """A team of ``n`` labelers with the same guidelines, each with its own small length bias."""
     judge = GoldJudge(judge_world, priority)

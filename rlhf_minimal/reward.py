@@ -41,7 +41,7 @@ class RewardConfig:
     k: int = 4                       # responses ranked per prompt
     max_prompts: int | None = None   # use at most this many RM prompts (None: the whole split)
     n_labelers: int = 5
-    labeler_temperature: float = 0.25
+    labeler_temperature: float = 0.5     # labeler-labeler agreement about 77% (InstructGPT: 73%)
     labeler_bias_std: float = 0.01
     priority: tuple = DEFAULT_PRIORITY
     sample_temperature: float = 1.0
