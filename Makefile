@@ -21,11 +21,15 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The labs run once; jupyter-cache (_build/.jupyter_cache) keeps their outputs, so a second
-# `make book` with nothing changed re-executes nothing.
+# `make book` with nothing changed re-executes nothing. jupyter-cache only sees the notebooks,
+# so when the package's code changes the executed outputs are thrown away and the labs re-run.
 book: export RLHF_NONINTERACTIVE = 1
 book: export TQDM_DISABLE = 1
 book: venv
 	$(BIN)/python -m rlhf_minimal.scale
+	@mkdir -p _build; code=$$($(BIN)/python -m rlhf_minimal.cache fingerprint); \
+	if [ "$$(cat _build/.package_fingerprint 2>/dev/null)" != "$$code" ]; then \
+	  rm -rf _build/.jupyter_cache; echo "$$code" > _build/.package_fingerprint; fi
 	$(BIN)/jupyter-book build . --path-output .
 
 # Order: scale check, the book build (warnings are errors, labs not executed: nbval runs them),

@@ -129,3 +129,12 @@ def load_checkpoint(folder: str | Path, expect: dict | None = None, device=None)
 
 def read_json(folder: str | Path, name: str) -> dict:
     return json.loads((Path(folder) / f"{name}.json").read_text())
+
+
+if __name__ == "__main__":  # `python -m rlhf_minimal.cache fingerprint`: used by `make book`
+    import sys
+
+    if sys.argv[1:] == ["fingerprint"]:
+        print(code_fingerprint())
+    else:
+        raise SystemExit("usage: python -m rlhf_minimal.cache fingerprint")
