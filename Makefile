@@ -29,7 +29,8 @@ book: venv
 	$(BIN)/python -m rlhf_minimal.scale
 	@mkdir -p _build; code=$$($(BIN)/python -m rlhf_minimal.cache fingerprint); \
 	if [ "$$(cat _build/.package_fingerprint 2>/dev/null)" != "$$code" ]; then \
-	  rm -rf _build/.jupyter_cache; echo "$$code" > _build/.package_fingerprint; fi
+	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; \
+	  echo "$$code" > _build/.package_fingerprint; fi
 	$(BIN)/jupyter-book build . --path-output .
 
 # Order: scale check, the book build (warnings are errors, labs not executed: nbval runs them),
