@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from .model import GPT, GPTConfig

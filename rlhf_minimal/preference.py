@@ -27,7 +27,6 @@ import math
 import random
 from dataclasses import dataclass, field
 
-import torch
 from datasets import Dataset
 
 from .data import DataError, validate

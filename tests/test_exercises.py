@@ -4,7 +4,6 @@ import importlib
 import pkgutil
 
 import pytest
-import torch
 
 import rlhf_minimal.exercises as kit
 from rlhf_minimal.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, Question, Incorrect

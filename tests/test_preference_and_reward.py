@@ -8,7 +8,7 @@ import torch
 from rlhf_minimal.data import DataError
 from rlhf_minimal.judge import GoldJudge
 from rlhf_minimal.model import GPT, GPTConfig
-from rlhf_minimal.preference import (SimulatedLabeler, agreement, comparisons_dataset, label,
+from rlhf_minimal.preference import (agreement, comparisons_dataset, label,
                                      label_quality, labeling_seconds, make_labelers,
                                      ranking_to_pairs, validate_comparisons)
 from rlhf_minimal.reward import (RewardConfig, last_token_index, pairwise_loss, score_sequences,

@@ -1,7 +1,6 @@
 """Pretraining and SFT: the masked loss, bad input, reproducibility, the cache and checkpoints."""
 import json
 import multiprocessing as mp
-from dataclasses import replace
 
 import pytest
 import torch

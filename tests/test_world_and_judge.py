@@ -1,5 +1,4 @@
 """The world is reproducible and complete; the gold judge agrees with hand-written verdicts."""
-import random
 
 import pytest
 
