@@ -242,8 +242,3 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eos_id: 
     model.train(was_training)
     return ids, mask, torch.stack(out, dim=1)
 
-
-def response_lengths(response, eos_id: int, pad_id: int):
-    """Number of tokens up to and including EOS (all tokens when there is none)."""
-    real = (response != pad_id).long()
-    return real.sum(-1)

@@ -1,7 +1,7 @@
 """Stage 0: pretraining the base model on the world's plain-text corpus (eq-lm-loss).
 
 The corpus is tokenized once, documents joined by EOS into one long tensor, and each step trains
-on random windows of ``max_len`` tokens: plain next-token prediction, no instructions.
+on random windows of ``window`` tokens: plain next-token prediction, no instructions.
 """
 from __future__ import annotations
 

@@ -439,13 +439,6 @@ def _make_splits(rng: random.Random, world: World) -> tuple[dict, dict]:
     return splits, unknown_split
 
 
-def language_b_probe(world: World, n: int | None = None) -> list:
-    """Evaluation tasks with their instructions translated into language B."""
-    tasks = world.splits["eval"][: n or len(world.splits["eval"])]
-    return [Task(t.family, world.translate_to_b(t.prompt.rstrip("\n")) + "\n", t.spec, "b")
-            for t in tasks]
-
-
 # ----------------------------------------------------------------------------------------------
 # Demonstrations by simulated writers
 
