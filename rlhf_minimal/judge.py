@@ -203,7 +203,8 @@ class GoldJudge:
             named = [w for w in first if w in self._names]
             listed = bool(named) and all(w in self._names or w in ("the", ",", "and", ".")
                                          for w in first)
-            return (1.0 if listed else 0.0), sorted(set(named)) == s["names"]
+            found = len(set(named) & set(s["names"])) / len(s["names"])
+            return (found if listed else 0.0), sorted(set(named)) == s["names"]
         if family == "generation" and s["kind"] == "list":
             named = list(dict.fromkeys(w for w in first if w in self._names))
             return min(1.0, len(named) / s["n"]), len(named) == s["n"]

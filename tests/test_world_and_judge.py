@@ -137,6 +137,8 @@ def test_judge_on_hand_written_cases(ci_world):
     names_text = " and ".join(f"the {n}" for n in sorted([name] + others))
     assert judge.score(extract, names_text + " .").acceptable
     assert not judge.score(extract, f"the {name} .").acceptable
+    # naming one of the animals earns a share of the helpfulness, not all of it
+    assert judge.score(extract, f"the {name} .").score == pytest.approx(1 / len(extract.spec["names"]))
 
     home = facts["home"]
     members = w.with_animal("home", home)

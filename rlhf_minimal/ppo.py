@@ -1,0 +1,369 @@
+"""Stage 3: PPO against the reward model (chapter 5).
+
+One rollout batch, then several epochs of minibatch updates on it, repeated ``steps`` times.
+The pieces, each a function named after the book's equation:
+
+* :func:`rollout`: sample responses with the KV cache at ``temperature`` (top-k/top-p off: they
+  would make the sampling distribution differ from the one whose log-probs we use); the response
+  is everything up to and including the first EOS. Log-probs come from ``logits / temperature``
+  (the distribution we sampled from). The reference log-probs are computed once per rollout.
+* :func:`per_token_rewards` (eq-ppo-reward): ``-beta * (log pi - log pi_ref)`` on every response
+  token, plus the normalised reward-model score on the last one. A response that never emitted EOS
+  gets ``no_eos_penalty`` instead of its score.
+* :func:`gae` (eq-gae): advantages and returns over the response tokens.
+* :func:`policy_loss` (eq-ppo-clip) and :func:`value_loss` (eq-value-clip).
+* :class:`AdaptiveKL` (eq-adaptive-kl): Ziegler et al.'s proportional controller towards a target KL.
+
+KL to the reference (the SFT model, frozen) enters the *reward*; the ratio between the new and
+the old policy (the one that sampled this batch) enters the *loss*. They are different things.
+
+Simplifications, stated up front: one process, one device, no reward or value model sharing
+weights with the reference; the value function is a zero-initialised head on the policy
+(``value_model="policy"``) or a separate critic initialised from the reward model
+(``value_model="critic"``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .cache import cached, load_checkpoint, read_json, save_checkpoint
+from .device import pick_device
+from .judge import GoldJudge
+from .model import GPT, generate
+from .scale import check_scale, current_scale
+from .train import check_finite, make_optimizer, progress, set_seed
+from .world import Task
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    steps: int = 40                  # rollout batches
+    prompts_per_step: int = 64       # responses sampled per rollout batch
+    max_new_tokens: int = 40
+    temperature: float = 1.0
+    ppo_epochs: int = 4              # passes over each rollout batch
+    minibatch_size: int = 16
+    lr: float = 3e-5
+    value_lr: float = 3e-4           # the value head (or critic) learns faster than the policy
+    clip_eps: float = 0.2
+    value_clip: float = 0.2
+    vf_coef: float = 0.5
+    entropy_coef: float = 0.0
+    gamma: float = 1.0
+    lam: float = 0.95
+    kl_coef: float = 0.1             # beta; the starting value when adaptive
+    adaptive_kl: bool = False
+    target_kl: float = 4.0           # nats per response, for the adaptive controller
+    kl_horizon: int = 5000           # responses over which beta adapts
+    no_eos_penalty: float = -3.0     # in normalised reward units
+    whiten_advantages: bool = True
+    value_model: str = "policy"      # "policy": zero-init head on the policy; "critic": from the RM
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        if self.value_model not in ("policy", "critic"):
+            raise ValueError(f"value_model must be 'policy' or 'critic', got {self.value_model!r}")
+        if self.prompts_per_step % self.minibatch_size:
+            raise ValueError(f"prompts_per_step ({self.prompts_per_step}) must be a multiple of "
+                             f"minibatch_size ({self.minibatch_size})")
+
+    @staticmethod
+    def preset(scale: str) -> "PPOConfig":
+        return {"ci": PPOConfig(steps=6, prompts_per_step=32, max_new_tokens=32),
+                "cpu": PPOConfig(),
+                "gpu": PPOConfig(steps=80, prompts_per_step=128, minibatch_size=32)}[check_scale(scale)]
+
+
+# --------------------------------------------------------------------------- the models
+class PolicyWithValue(nn.Module):
+    """The policy (a copy of SFT) and its value function.
+
+    ``value_model="policy"``: a linear value head on the policy's last hidden state, initialised
+    to zero so the first values are 0 and the first advantages are the whitened returns.
+    ``value_model="critic"``: a separate scalar-head model, a copy of the reward model.
+    """
+
+    def __init__(self, sft: GPT, value_model: str = "policy", reward_model: GPT | None = None):
+        super().__init__()
+        self.lm = copy.deepcopy(sft)
+        self.value_model = value_model
+        if value_model == "policy":
+            self.value_head = nn.Linear(sft.config.d_model, 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+        else:
+            if reward_model is None:
+                raise ValueError("value_model='critic' needs the reward model to start from")
+            self.critic = copy.deepcopy(reward_model)
+
+    def forward(self, ids, mask):
+        """Logits ``[B, T, V]`` and values ``[B, T]``."""
+        logits, hidden = self.lm(ids, mask, return_hidden=True)
+        if self.value_model == "policy":
+            values = self.value_head(hidden).squeeze(-1)
+        else:
+            values = self.critic(ids, mask)
+        return logits, values
+
+    def value_parameters(self):
+        return list((self.value_head if self.value_model == "policy" else self.critic).parameters())
+
+
+# --------------------------------------------------------------------------- the math
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """Normalise ``x`` to mean 0, std 1 over the masked entries (zero elsewhere)."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    out = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log pi(token) under ``softmax(logits / temperature)``, the distribution sampled from."""
+    logp = F.log_softmax(logits.float() / temperature, dim=-1)
+    return logp.gather(-1, tokens[..., None]).squeeze(-1)
+
+
+def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    logp = F.log_softmax(logits.float() / temperature, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def per_token_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
+                      mask: torch.Tensor, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """eq-ppo-reward: ``r_t = -beta (log pi(y_t) - log pi_ref(y_t))``, plus ``score`` on the last
+    response token. Returns ``(rewards [B, T], kl [B, T])``; both are zero outside ``mask``."""
+    kl = (logprobs - ref_logprobs) * mask
+    rewards = -kl_coef * kl
+    last = (mask.long().cumsum(-1) == mask.long().sum(-1, keepdim=True)) & mask.bool()
+    rewards = rewards + last.to(rewards.dtype) * scores[:, None]
+    return rewards, kl
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """eq-gae: generalised advantage estimation over ``[batch, time]`` tensors.
+
+    ``delta_t = r_t + gamma V_{t+1} - V_t`` and ``A_t = delta_t + gamma lam A_{t+1}``, with the
+    value after the last response token taken as 0 (the episode ends there). ``mask`` marks the
+    response tokens, which start at column 0 and are contiguous. Returns ``(advantages, returns)``
+    with ``returns = advantages + values``; both are zero outside the mask.
+    """
+    mask = mask.to(values.dtype)
+    values = values * mask
+    T = rewards.size(1)
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = (delta + gamma * lam * running) * mask[:, t]
+        advantages[:, t] = running
+    returns = (advantages + values) * mask
+    return advantages, returns
+
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                mask: torch.Tensor, clip_eps: float = 0.2) -> torch.Tensor:
+    """eq-ppo-clip: masked mean over response tokens of ``max(-A r, -A clip(r, 1-eps, 1+eps))``
+    with ``r = exp(log pi - log pi_old)``."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    return masked_mean(torch.maximum(unclipped, clipped), mask)
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+               mask: torch.Tensor, clip: float = 0.2) -> torch.Tensor:
+    """eq-value-clip: ``0.5 * max((V - R)^2, (V_clipped - R)^2)``, ``V_clipped`` kept within
+    ``clip`` of the value at sampling time."""
+    clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+    return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+class FixedKL:
+    def __init__(self, kl_coef: float):
+        self.value = kl_coef
+
+    def update(self, kl: float, n: int) -> None:
+        pass
+
+
+class AdaptiveKL:
+    """eq-adaptive-kl (Ziegler et al., 2019): ``beta <- beta * (1 + K_beta e)`` with the
+    proportional error ``e = clip(KL / target - 1, -0.2, 0.2)`` and ``K_beta = n / horizon``."""
+
+    def __init__(self, kl_coef: float, target: float, horizon: int):
+        self.value, self.target, self.horizon = kl_coef, target, horizon
+
+    def update(self, kl: float, n: int) -> None:
+        error = min(max(kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n / self.horizon
+
+
+# --------------------------------------------------------------------------- rollouts
+def response_mask(response: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """1 on response tokens up to and including the first EOS, 0 after it."""
+    is_eos = (response == eos_id).long()
+    before_or_at_eos = (is_eos.cumsum(-1) - is_eos) == 0
+    return before_or_at_eos.long()
+
+
+@torch.no_grad()
+def rollout(policy: PolicyWithValue, ref: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig,
+            kl_coef: float, generator: torch.Generator) -> dict:
+    """Sample one batch and compute everything the updates need (eq-ppo-reward, eq-gae)."""
+    device = next(policy.parameters()).device
+    prompts = [tokenizer.encode(t.prompt) for t in tasks]
+    room = policy.lm.config.max_len - max(len(p) for p in prompts)
+    if room < 2:
+        raise ValueError(f"a prompt of {max(len(p) for p in prompts)} tokens leaves no room to answer "
+                         f"in a context of {policy.lm.config.max_len}")
+    prompt_ids, prompt_mask, response = generate(
+        policy.lm, prompts, min(cfg.max_new_tokens, room), tokenizer.eos_id, tokenizer.pad_id,
+        temperature=cfg.temperature, generator=generator, min_new_tokens=0)
+    mask = response_mask(response, tokenizer.eos_id)
+    response = torch.where(mask.bool(), response, torch.full_like(response, tokenizer.pad_id))
+    ids = torch.cat([prompt_ids, response], 1)
+    attn = torch.cat([prompt_mask, mask], 1)
+    P = prompt_ids.size(1)
+    policy.eval()
+    logits, values = policy(ids, attn)
+    logprobs = token_logprobs(logits[:, P - 1:-1], response, cfg.temperature)
+    values = values[:, P - 1:-1].float()
+    ref_logprobs = token_logprobs(ref(ids, attn)[:, P - 1:-1], response, cfg.temperature)
+    has_eos = ((response == tokenizer.eos_id) & mask.bool()).any(-1)
+    texts = [tokenizer.decode(row) for row in response.tolist()]
+    rm_scores = rm.score([t.prompt for t in tasks], texts).to(device)
+    scores = torch.where(has_eos, rm_scores, torch.full_like(rm_scores, cfg.no_eos_penalty))
+    rewards, kl = per_token_rewards(scores, logprobs, ref_logprobs, mask, kl_coef)
+    advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+    if cfg.whiten_advantages:
+        advantages = whiten(advantages, mask)
+    return {"ids": ids, "attn": attn, "P": P, "response": response, "mask": mask,
+            "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values,
+            "advantages": advantages, "returns": returns, "scores": scores, "rm_scores": rm_scores,
+            "has_eos": has_eos, "kl": kl, "texts": texts}
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(R - V) / Var(R) over response tokens: 1 is a perfect critic, 0 a useless one."""
+    r, v = returns[mask.bool()], values[mask.bool()]
+    var = r.var()
+    return float("nan") if var == 0 else (1 - (r - v).var() / var).item()
+
+
+def ppo_update(policy: PolicyWithValue, optimizer, batch: dict, cfg: PPOConfig,
+               generator: torch.Generator, step: int) -> dict:
+    """``ppo_epochs`` passes of shuffled minibatches over one rollout batch (eq-ppo-clip,
+    eq-value-clip). Returns the averaged statistics."""
+    policy.train()
+    n = batch["ids"].size(0)
+    P = batch["P"]
+    stats = {k: [] for k in ("policy_loss", "value_loss", "entropy", "clip_fraction",
+                             "approx_kl", "ratio")}
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(n, generator=generator).to(batch["ids"].device)
+        for start in range(0, n, cfg.minibatch_size):
+            idx = order[start:start + cfg.minibatch_size]
+            mask = batch["mask"][idx].float()
+            logits, values = policy(batch["ids"][idx], batch["attn"][idx])
+            logits, values = logits[:, P - 1:-1], values[:, P - 1:-1].float()
+            logprobs = token_logprobs(logits, batch["response"][idx], cfg.temperature)
+            old = batch["logprobs"][idx]
+            pg = policy_loss(logprobs, old, batch["advantages"][idx], mask, cfg.clip_eps)
+            vf = value_loss(values, batch["values"][idx], batch["returns"][idx], mask, cfg.value_clip)
+            entropy = masked_mean(entropy_from_logits(logits, cfg.temperature), mask)
+            loss = pg + cfg.vf_coef * vf - cfg.entropy_coef * entropy
+            check_finite(loss, "PPO", step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                log_ratio = logprobs - old
+                ratio = log_ratio.exp()
+                stats["policy_loss"].append(pg.detach())
+                stats["value_loss"].append(vf.detach())
+                stats["entropy"].append(entropy.detach())
+                stats["clip_fraction"].append(masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), mask))
+                # k3 estimator of KL(old || new): unbiased and never negative
+                stats["approx_kl"].append(masked_mean(ratio - 1 - log_ratio, mask))
+                stats["ratio"].append(masked_mean(ratio, mask))
+    return {k: torch.stack(v).mean().item() for k, v in stats.items()}
+
+
+# --------------------------------------------------------------------------- training
+def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: int = 0,
+              device=None, judge: GoldJudge | None = None) -> tuple[PolicyWithValue, dict]:
+    """Train a policy from ``sft`` against the reward model ``rm`` on the prompts ``tasks``.
+
+    ``rm`` is anything with ``score(prompts, responses) -> tensor`` (normalised rewards); ``judge``
+    (optional) scores the sampled responses for the log.
+
+    The log holds one entry per rollout batch: reward-model score, gold score of the sampled
+    responses (evaluation only, never used for training), KL to the reference, beta, entropy, clip
+    fraction, approximate KL between old and new policy, mean ratio, value loss, explained
+    variance, response length and the share of responses without EOS.
+    """
+    if not tasks:
+        raise ValueError("PPO needs at least one prompt")
+    device = device or pick_device()
+    generator = set_seed(seed)
+    ref = copy.deepcopy(sft).to(device).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    policy = PolicyWithValue(sft, cfg.value_model,
+                             rm.model if cfg.value_model == "critic" else None).to(device)
+    value_ids = {id(p) for p in policy.value_parameters()}
+    optimizer = torch.optim.AdamW(
+        [{"params": [p for p in policy.parameters() if id(p) not in value_ids], "lr": cfg.lr},
+         {"params": policy.value_parameters(), "lr": cfg.value_lr}], betas=(0.9, 0.95), weight_decay=0.0)
+    controller = (AdaptiveKL(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
+                  else FixedKL(cfg.kl_coef))
+    keys = ("rm_score", "gold_score", "kl", "kl_coef", "entropy", "clip_fraction", "approx_kl",
+            "ratio", "policy_loss", "value_loss", "explained_variance", "length", "no_eos")
+    log = {k: [] for k in ("step", *keys)}
+    order = torch.randperm(len(tasks), generator=generator).tolist()
+    cursor, start = 0, time.time()
+    bar = progress(total=cfg.steps, desc="PPO")
+    for step in range(cfg.steps):
+        batch_tasks = []
+        while len(batch_tasks) < cfg.prompts_per_step:
+            if cursor == len(order):
+                order, cursor = torch.randperm(len(tasks), generator=generator).tolist(), 0
+            batch_tasks.append(tasks[order[cursor]])
+            cursor += 1
+        batch = rollout(policy, ref, rm, tokenizer, batch_tasks, cfg, controller.value, generator)
+        stats = ppo_update(policy, optimizer, batch, cfg, generator, step)
+        kl_per_response = batch["kl"].sum(-1).mean().item()
+        gold = ([judge.score(t, r).score for t, r in zip(batch_tasks, batch["texts"])]
+                if judge is not None else [float("nan")])
+        row = {"rm_score": batch["scores"].mean().item(), "gold_score": sum(gold) / len(gold),
+               "kl": kl_per_response, "kl_coef": controller.value, **stats,
+               "explained_variance": explained_variance(batch["values"], batch["returns"], batch["mask"]),
+               "length": batch["mask"].sum(-1).float().mean().item(),
+               "no_eos": 1.0 - batch["has_eos"].float().mean().item()}
+        controller.update(kl_per_response, len(batch_tasks))
+        log["step"].append(step)
+        for k in keys:
+            log[k].append(round(float(row[k]), 5))
+        bar.update(1)
+        bar.set_postfix(rm=f"{row['rm_score']:.2f}", gold=f"{row['gold_score']:.2f}", kl=f"{kl_per_response:.2f}")
+    bar.close()
+    log["seconds"] = round(time.time() - start, 1)
+    return policy.eval(), log
