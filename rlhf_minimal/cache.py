@@ -41,6 +41,8 @@ STAGE_CODE = {
     "sft": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge", "evaluate"),
     "reward": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge",
                "evaluate", "preference", "reward"),
+    "ppo": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge",
+            "evaluate", "preference", "reward", "ppo"),
 }
 
 

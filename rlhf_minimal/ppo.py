@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from .cache import cached, load_checkpoint, read_json, save_checkpoint
 from .device import pick_device
 from .judge import GoldJudge
-from .model import GPT, generate
+from .model import GPT, generate, left_pad
 from .scale import check_scale, current_scale
 from .train import check_finite, make_optimizer, progress, set_seed
 from .world import Task
@@ -66,6 +66,7 @@ class PPOConfig:
     whiten_advantages: bool = True
     value_model: str = "policy"      # "policy": zero-init head on the policy; "critic": from the RM
     max_grad_norm: float = 1.0
+    sample_top_k: int | None = None  # only to show a broken run: sampling no longer matches log-probs
 
     def __post_init__(self):
         if self.value_model not in ("policy", "critic"):
@@ -235,7 +236,7 @@ def rollout(policy: PolicyWithValue, ref: GPT, rm, tokenizer, tasks: list[Task],
                          f"in a context of {policy.lm.config.max_len}")
     prompt_ids, prompt_mask, response = generate(
         policy.lm, prompts, min(cfg.max_new_tokens, room), tokenizer.eos_id, tokenizer.pad_id,
-        temperature=cfg.temperature, generator=generator, min_new_tokens=0)
+        temperature=cfg.temperature, top_k=cfg.sample_top_k, generator=generator, min_new_tokens=0)
     mask = response_mask(response, tokenizer.eos_id)
     response = torch.where(mask.bool(), response, torch.full_like(response, tokenizer.pad_id))
     ids = torch.cat([prompt_ids, response], 1)
@@ -367,3 +368,155 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
     bar.close()
     log["seconds"] = round(time.time() - start, 1)
     return policy.eval(), log
+
+
+# --------------------------------------------------------------------------- baselines and evaluation
+@torch.no_grad()
+def best_of_n(model: GPT, rm, tokenizer, tasks: list[Task], n: int, temperature: float = 1.0,
+              max_new_tokens: int = 40, seed: int = 0, batch_size: int = 256) -> dict:
+    """Best-of-n: sample ``n`` responses per prompt, keep the one the reward model scores highest.
+
+    Returns the chosen responses, their reward-model scores, and the analytic KL of the best-of-n
+    distribution to the sampling policy, ``log n - (n - 1) / n`` (Stiennon et al., 2020).
+    """
+    from .evaluate import generate_responses
+
+    prompts = [t.prompt for t in tasks for _ in range(n)]
+    flat = generate_responses(model, tokenizer, prompts, max_new_tokens, temperature=temperature,
+                              batch_size=batch_size, seed=seed)
+    scores = rm.score(prompts, flat).view(len(tasks), n)
+    best = scores.argmax(-1).tolist()
+    return {"responses": [flat[i * n + b] for i, b in enumerate(best)],
+            "rm_scores": scores.max(-1).values.tolist(),
+            "all_responses": [flat[i * n:(i + 1) * n] for i in range(len(tasks))],
+            "all_rm_scores": scores.tolist(), "kl": math.log(n) - (n - 1) / n}
+
+
+@torch.no_grad()
+def sequence_kl(policy: GPT, ref: GPT, tokenizer, tasks: list[Task], responses: list[str],
+                temperature: float = 1.0, batch_size: int = 128) -> list[float]:
+    """Per response: ``sum_t log pi(y_t) - log pi_ref(y_t)`` over its tokens and EOS. Averaged over
+    responses sampled from ``policy``, this estimates KL(pi || pi_ref) in nats."""
+    device = next(policy.parameters()).device
+    out = []
+    for start in range(0, len(tasks), batch_size):
+        chunk = range(start, min(start + batch_size, len(tasks)))
+        prompts = [tokenizer.encode(tasks[i].prompt) for i in chunk]
+        answers = [tokenizer.encode(responses[i]) + [tokenizer.eos_id] for i in chunk]
+        prompt_ids, prompt_mask = left_pad(prompts, tokenizer.pad_id, device)
+        width = max(len(a) for a in answers)
+        response = torch.full((len(answers), width), tokenizer.pad_id, dtype=torch.long, device=device)
+        mask = torch.zeros_like(response)
+        for row, a in enumerate(answers):
+            if prompt_ids.size(1) + len(a) > policy.config.max_len:
+                a = a[:-1]  # the response filled the context: it ended without EOS
+            response[row, :len(a)] = torch.tensor(a, device=device)
+            mask[row, :len(a)] = 1
+        ids, attn = torch.cat([prompt_ids, response], 1), torch.cat([prompt_mask, mask], 1)
+        P = prompt_ids.size(1)
+        lp = token_logprobs(policy(ids, attn)[:, P - 1:-1], response, temperature)
+        lr = token_logprobs(ref(ids, attn)[:, P - 1:-1], response, temperature)
+        out += ((lp - lr) * mask).sum(-1).tolist()
+    return out
+
+
+def made_up_answer(verdict) -> bool:
+    """The verdict of an unanswerable question that was answered anyway."""
+    return any(n == "made up an answer" or n.startswith("claim about the non-existent") for n in verdict.notes)
+
+
+def head_to_head(tasks: list[Task], verdicts_a: list, verdicts_b: list) -> dict:
+    """Win rate of A over B on the gold judge, prompt by prompt; a tie counts half."""
+    wins = sum(a.score > b.score for a, b in zip(verdicts_a, verdicts_b))
+    ties = sum(a.score == b.score for a, b in zip(verdicts_a, verdicts_b))
+    n = max(len(tasks), 1)
+    return {"win_rate": round((wins + 0.5 * ties) / n, 4), "wins": wins, "ties": ties,
+            "losses": len(tasks) - wins - ties}
+
+
+def compare_policies(models: dict, judge: GoldJudge, tokenizer, tasks: list[Task], ref: GPT,
+                     temperature: float = 1.0, max_new_tokens: int = 40, seed: int = 0) -> dict:
+    """Decode every model the same way, sampled (``temperature``, as in training) and greedy;
+    score with the gold judge. Returns, per decoding and model: responses, verdicts, the per-family
+    table, the hallucination rate on unanswerable prompts and the mean KL to ``ref`` (sampled)."""
+    from .evaluate import generate_responses
+    from .judge import summarize_verdicts
+
+    out = {}
+    for decoding, temp in (("sampled", temperature), ("greedy", 0.0)):
+        out[decoding] = {}
+        for name, model in models.items():
+            responses = generate_responses(model, tokenizer, [t.prompt for t in tasks], max_new_tokens,
+                                           temperature=temp, seed=seed)
+            verdicts = judge.score_many(tasks, responses)
+            unanswerable = [v for t, v in zip(tasks, verdicts) if t.family == "unanswerable"]
+            entry = {"responses": responses, "verdicts": verdicts,
+                     "table": summarize_verdicts(tasks, verdicts),
+                     "gold_score": round(sum(v.score for v in verdicts) / len(verdicts), 4),
+                     "hallucination": round(sum(map(made_up_answer, unanswerable)) / max(len(unanswerable), 1), 4)}
+            if decoding == "sampled":
+                kls = sequence_kl(model, ref, tokenizer, tasks, responses, temperature)
+                entry["kl"] = round(sum(kls) / len(kls), 4)
+            out[decoding][name] = entry
+    return out
+
+
+def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
+               **overrides):
+    """The PPO policy for ``scale`` and ``seed`` (cached), trained from the cached SFT and reward
+    models on the RL prompts. ``overrides`` change fields of :class:`PPOConfig`.
+
+    Returns ``(world, tokenizer, policy GPT, info)``; ``info`` holds the training log and the
+    evaluation on held-out prompts: SFT, PPO and best-of-16, sampled and greedy (gold score per
+    family, hallucination rate, KL to SFT, head-to-head win rates).
+    """
+    from .reward import reward_model
+    from .sft import sft_model
+
+    scale = current_scale(scale)
+    world, tokenizer, sft, _ = sft_model(scale, seed, device=device)
+    _, _, rm, rm_info = reward_model(scale, seed, device=device)
+    cfg = PPOConfig(**{**asdict(PPOConfig.preset(scale)), **overrides})
+    stage_cfg = {"scale": scale, "seed": seed, "world": asdict(world.config), "ppo": asdict(cfg),
+                 "reward": {k: (list(v) if isinstance(v, tuple) else v)
+                            for k, v in asdict(rm_info["config"]).items()}}
+
+    def build(folder):
+        judge = GoldJudge(world)
+        policy, log = train_ppo(sft, rm, tokenizer, list(world.splits["rl"]), cfg, seed, device, judge)
+        evaluation = evaluate_ppo(policy.lm, sft, rm, tokenizer, world, cfg, seed)
+        save_checkpoint(folder, policy.lm, {"stage": stage_cfg}, log=log, evaluation=evaluation)
+
+    folder = cached("ppo", stage_cfg, build, fresh)
+    model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
+    info = {"log": read_json(folder, "log"), "evaluation": read_json(folder, "evaluation"), "config": cfg}
+    return world, tokenizer, model, info
+
+
+def evaluate_ppo(policy: GPT, sft: GPT, rm, tokenizer, world, cfg: PPOConfig, seed: int = 0,
+                 n_best: int = 16) -> dict:
+    """SFT, PPO and best-of-``n_best`` on the held-out evaluation prompts (language A), sampled and
+    greedy, as JSON-ready numbers plus the responses."""
+    tasks = [t for t in world.splits["eval"] if t.lang == "a"]
+    judge = GoldJudge(world)
+    result = compare_policies({"sft": sft, "ppo": policy}, judge, tokenizer, tasks, sft,
+                              cfg.temperature, cfg.max_new_tokens, seed + 100)
+    bon = best_of_n(sft, rm, tokenizer, tasks, n_best, cfg.temperature, cfg.max_new_tokens, seed + 200)
+    bon_verdicts = judge.score_many(tasks, bon["responses"])
+    from .judge import summarize_verdicts
+    unanswerable = [v for t, v in zip(tasks, bon_verdicts) if t.family == "unanswerable"]
+    result["sampled"][f"best_of_{n_best}"] = {
+        "responses": bon["responses"], "verdicts": bon_verdicts,
+        "table": summarize_verdicts(tasks, bon_verdicts),
+        "gold_score": round(sum(v.score for v in bon_verdicts) / len(bon_verdicts), 4),
+        "hallucination": round(sum(map(made_up_answer, unanswerable)) / max(len(unanswerable), 1), 4),
+        "kl": round(bon["kl"], 4)}
+    summary = {"n_prompts": len(tasks), "prompts": [t.prompt for t in tasks],
+               "families": [t.family for t in tasks]}
+    for decoding, models in result.items():
+        sft_v = models["sft"]["verdicts"]
+        for name, entry in models.items():
+            entry["head_to_head_vs_sft"] = head_to_head(tasks, entry["verdicts"], sft_v)
+            entry["scores"] = [v.score for v in entry.pop("verdicts")]
+        summary[decoding] = models
+    return summary

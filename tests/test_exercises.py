@@ -110,3 +110,47 @@ def test_lab04_planted_wrong_answers():
     assert flipped.status == INCORRECT and "sign" in flipped.message
     pooled = q2.evaluate(lambda pp: -F.logsigmoid(torch.cat([c for c, _ in pp]) - torch.cat([r for _, r in pp])).mean())
     assert pooled.status == INCORRECT and "each prompt" in pooled.message
+
+
+def test_lab05_planted_wrong_answers_fail_with_reasons():
+    import torch
+    from rlhf_minimal.exercises.lab05 import q1, q2, q3
+    from rlhf_minimal.ppo import gae, per_token_rewards, policy_loss
+
+    def no_values(r, v, m, g, l):
+        return gae(r, v * 0, m, g, l)
+    res = q1.evaluate(no_values)
+    assert res.status == INCORRECT and "values" in res.message
+
+    def leaky(r, v, m, g, l):  # forgets that the episode ends at the mask
+        return gae(r, v, torch.ones_like(m), g, l)
+    res = q1.evaluate(leaky)
+    assert res.status == INCORRECT and "after the end" in res.message
+
+    def unmasked(lp, old, a, m, eps):
+        return policy_loss(lp, old, a, torch.ones_like(m), eps)
+    res = q2.evaluate(unmasked)
+    assert res.status == INCORRECT and "mask" in res.message
+
+    def optimistic(lp, old, a, m, eps):
+        r = (lp - old).exp()
+        return ((torch.minimum(-a * r, -a * r.clamp(1 - eps, 1 + eps))) * m).sum() / m.sum()
+    res = q2.evaluate(optimistic)
+    assert res.status == INCORRECT and "maximum" in res.message
+
+    def wrong_sign(s, lp, ref, m, beta):
+        return per_token_rewards(s, lp, ref, m, -beta)[0]
+    res = q3.evaluate(wrong_sign)
+    assert res.status == INCORRECT and "sign" in res.message
+
+    def last_column(s, lp, ref, m, beta):
+        r = -beta * (lp - ref) * m
+        r[:, -1] += s
+        return r
+    res = q3.evaluate(last_column)
+    assert res.status == INCORRECT and "last real token" in res.message
+
+    def ours(s, lp, ref, m, beta):
+        return per_token_rewards(s, lp, ref, m, beta)[0]
+    assert q3.evaluate(ours).status == CORRECT
+    assert q1.evaluate(gae).status == CORRECT and q2.evaluate(policy_loss).status == CORRECT
