@@ -126,3 +126,63 @@ def plot_length_probe(probe: dict):
     right.set(xlabel="response length (words)", ylabel="normalised reward",
               title=f"Reward model (corr. with length {probe['reward_vs_length']:+.2f})")
     return fig
+
+
+_PPO_PANELS = [
+    ("scores", [("rm_score", "reward-model score (normalised)"), ("gold_score", "gold score (evaluation only)")]),
+    ("KL to the SFT reference", [("kl", "KL per response (nats)")]),
+    ("beta", [("kl_coef", "KL coefficient beta")]),
+    ("entropy", [("entropy", "entropy per token (nats)")]),
+    ("clipping", [("clip_fraction", "clip fraction")]),
+    ("old vs new policy", [("approx_kl", "approx. KL old->new (k3)")]),
+    ("value function", [("value_loss", "value loss"), ("explained_variance", "explained variance")]),
+    ("responses", [("length", "length (tokens)"), ("no_eos", "share without EOS")]),
+]
+
+
+def plot_ppo_curves(logs: dict, panels: list[str] | None = None):
+    """The PPO dashboard: one panel per logged quantity, one line per run (``{run name: log}``).
+
+    A panel with two quantities draws the second dashed, on a right-hand axis.
+    """
+    chosen = [p for p in _PPO_PANELS if panels is None or p[0] in panels]
+    cols = 4 if len(chosen) > 4 else len(chosen)
+    rows = -(-len(chosen) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), layout="constrained",
+                             squeeze=False)
+    for ax, (title, series) in zip(axes.flat, chosen):
+        for r, (name, log) in enumerate(logs.items()):
+            colour = OKABE_ITO[r % len(OKABE_ITO)]
+            ax.plot(log["step"], log[series[0][0]], color=colour, label=name)
+            if len(series) == 2:
+                twin = ax.twinx() if r == 0 else twin
+                twin.plot(log["step"], log[series[1][0]], color=colour, linestyle="--")
+                twin.set_ylabel(f"{series[1][1]} (dashed)", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("rollout batch", fontsize=8)
+        ax.set_ylabel(series[0][1], fontsize=8)
+    for ax in list(axes.flat)[len(chosen):]:
+        ax.axis("off")
+    if len(logs) > 1:
+        axes.flat[0].legend(fontsize=8)
+    return fig
+
+
+def plot_policy_comparison(evaluation: dict, ax=None):
+    """Mean gold score of each model, sampled and greedy, with the KL to SFT in the labels."""
+    ax = _axes(ax, figsize=(7, 3.4))
+    names = list(evaluation["sampled"])
+    for i, decoding in enumerate(("sampled", "greedy")):
+        models = evaluation[decoding]
+        xs = [j + (i - 0.5) * 0.38 for j, n in enumerate(names) if n in models]
+        ys = [models[n]["gold_score"] for n in names if n in models]
+        ax.bar(xs, ys, 0.38, color=OKABE_ITO[i], hatch=["", "//"][i], edgecolor="white",
+               label=f"{decoding} ({'temperature 1' if decoding == 'sampled' else 'argmax'})")
+    labels = []
+    for n in names:
+        kl = evaluation["sampled"][n].get("kl")
+        labels.append(f"{n.replace('_', ' ')}\nKL {kl:.1f}" if kl is not None else n)
+    ax.set_xticks(range(len(names)), labels)
+    ax.set(ylabel="mean gold score", title="Held-out prompts: SFT, PPO and best-of-n")
+    ax.legend(fontsize=8)
+    return ax

@@ -47,7 +47,7 @@ class RewardConfig:
     heldout_share: float = 0.15      # prompts whose comparisons are kept for evaluation
     prompts_per_batch: int = 8
     epochs: int = 1
-    lr: float = 3e-4
+    lr: float = 1e-3                 # at these sizes 3e-4 leaves the model under-fit after one epoch
     warmup: int = 10
     margin: float | None = None
     from_sft: bool = True            # False: initialise from the base model instead
@@ -140,9 +140,15 @@ def truncate(model: GPT, n_layers: int) -> GPT:
 
 
 def _group_by_prompt(rows) -> list[dict]:
+    from .data import DataError
+
     groups: dict = {}
-    for row in rows:
+    for i, row in enumerate(rows):
         g = groups.setdefault(row["prompt_id"], {"prompt": row["prompt"], "responses": [], "pairs": []})
+        if row["prompt"] != g["prompt"]:
+            raise DataError(f"row {i}: prompt_id {row['prompt_id']!r} is shared by two different prompts "
+                            f"({g['prompt'].strip()!r} and {row['prompt'].strip()!r}); give every prompt "
+                            "its own prompt_id (when joining two labelled sets, offset the ids of one)")
         for key in ("chosen", "rejected"):
             if row[key] not in g["responses"]:
                 g["responses"].append(row[key])

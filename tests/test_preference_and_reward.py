@@ -129,3 +129,14 @@ def test_reward_training_is_reproducible_and_lowers_the_loss(ci_world, tokenizer
     assert log_a["loss"] == log_b["loss"]
     first, last = sum(log_a["loss"][:3]) / 3, sum(log_a["loss"][-3:]) / 3
     assert last < first - 0.1
+
+
+def test_joined_comparison_sets_with_clashing_prompt_ids_are_refused():
+    from rlhf_minimal.data import DataError
+    from rlhf_minimal.reward import _group_by_prompt
+
+    a = {"prompt": "what does the bimo eat ?\n", "chosen": "fish .", "rejected": "roots .", "prompt_id": 0}
+    b = {"prompt": "where does the bimo live ?\n", "chosen": "lake .", "rejected": "cave .", "prompt_id": 0}
+    with pytest.raises(DataError, match="prompt_id 0 is shared by two different prompts"):
+        _group_by_prompt([a, b])
+    assert len(_group_by_prompt([a, {**b, "prompt_id": 1}])) == 2

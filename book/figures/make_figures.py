@@ -322,8 +322,54 @@ def reward_gap_loss(path: Path = HERE / "reward_gap_loss.png") -> Path:
     return path
 
 
+def ppo_clip(path: Path = HERE / "ppo_clip.png") -> Path:
+    """PPO's clipped surrogate for one token, as a function of the probability ratio r."""
+    import numpy as np
+
+    eps = 0.2
+    r = np.linspace(0.0, 2.0, 401)
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.9))
+    fig.subplots_adjust(wspace=0.3)
+    panels = (
+        (axes[0], 1.0, "Advantage A > 0 (here A = +1)", (1 + eps, 2.0), "clipped:\nno gradient,\nno incentive to\nraise r further"),
+        (axes[1], -1.0, "Advantage A < 0 (here A = \u22121)", (0.0, 1 - eps), "clipped:\nno gradient,\nno incentive to\nlower r further"),
+    )
+    for ax, adv, title, (lo, hi), note in panels:
+        _style_axes(ax)
+        unclipped = r * adv
+        clipped = np.clip(r, 1 - eps, 1 + eps) * adv
+        objective = np.minimum(unclipped, clipped)
+        ax.axvspan(lo, hi, color=_tint(OKABE_ITO["orange"], 0.28), zorder=1, linewidth=0)
+        ax.plot(r, unclipped, color=OKABE_ITO["sky_blue"], linewidth=2.0, linestyle=(0, (5, 3)), zorder=2,
+                label="unclipped  r \u00b7 A")
+        ax.plot(r, objective, color=OKABE_ITO["blue"], linewidth=3.0, zorder=3,
+                label="PPO  min(r A, clip(r, 1\u2212\u03b5, 1+\u03b5) A)")
+        for edge in (1 - eps, 1 + eps):
+            ax.axvline(edge, color=GREY, linewidth=1.2, linestyle=(0, (3, 3)), zorder=1)
+        ax.axvline(1.0, color=INK, linewidth=1.2, zorder=1)
+        ax.plot([1.0], [adv], marker="o", color=OKABE_ITO["vermillion"], markersize=8, zorder=4)
+        ax.annotate("r = 1: the policy\nthat sampled the batch", (1.0, adv),
+                    xytext=(0.08, -1.3) if adv > 0 else (0.08, -1.75), fontsize=12, color=INK,
+                    arrowprops={"arrowstyle": "-", "color": GREY, "lw": 1})
+        ax.text((lo + hi) / 2, 0.3 if adv > 0 else 0.6, note, ha="center", va="center", fontsize=12, color=INK)
+        ax.set_xlim(0.0, 2.0)
+        ax.set_ylim(-2.05, 2.05)
+        ax.set_xticks([0.0, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0])
+        ax.set_xticklabels(["0", "0.5", "1\u2212\u03b5", "1", "1+\u03b5", "1.5", "2"])
+        ax.set_xlabel("probability ratio  r = \u03c0\u03b8(y_t | s_t) / \u03c0old(y_t | s_t)", fontsize=13, color=INK)
+        ax.set_ylabel("objective for this token (maximised)", fontsize=13, color=INK)
+        legend = ax.legend(fontsize=11.5, frameon=True, loc="upper left" if adv > 0 else "upper right")
+        legend.get_frame().set(facecolor="white", edgecolor="none", alpha=1.0)
+        ax.set_title(title, fontsize=14, color=INK, fontweight="bold")
+
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
-    for make in (three_steps, pairs_per_prompt, reward_gap_loss):
+    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip):
         print("wrote", make())
 
 
