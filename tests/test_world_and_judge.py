@@ -138,7 +138,7 @@ def test_judge_on_hand_written_cases(ci_world):
     assert judge.score(extract, names_text + " .").acceptable
     assert not judge.score(extract, f"the {name} .").acceptable
     # naming one of the animals earns a share of the helpfulness, not all of it
-    assert judge.score(extract, f"the {name} .").score == pytest.approx(1 / len(extract.spec["names"]))
+    assert judge.score(extract, f"the {name} .").score == pytest.approx(1 / len(extract.spec["names"]), abs=1e-4)
 
     home = facts["home"]
     members = w.with_animal("home", home)
