@@ -190,3 +190,32 @@ def test_config_refuses_bad_values():
         PPOConfig(value_model="twin")
     with pytest.raises(ValueError, match="multiple"):
         PPOConfig(prompts_per_step=10, minibatch_size=4)
+
+
+def test_head_to_head_counts_ties_half():
+    from types import SimpleNamespace as V
+    from rlhf_minimal.ppo import head_to_head
+    a = [V(score=1.0), V(score=0.5), V(score=0.0), V(score=0.2)]
+    b = [V(score=0.0), V(score=0.5), V(score=1.0), V(score=0.1)]
+    res = head_to_head([None] * 4, a, b)
+    assert (res["wins"], res["ties"], res["losses"]) == (2, 1, 1)
+    assert res["win_rate"] == pytest.approx((2 + 0.5) / 4)
+
+
+def test_best_of_n_keeps_the_reward_models_favourite_and_reports_its_kl():
+    from rlhf_minimal.ppo import best_of_n, sequence_kl
+
+    class Longest:
+        def score(self, prompts, responses):
+            return torch.tensor([float(len(r.split())) for r in responses])
+
+    tok = Tokenizer(WORDS)
+    model = _tiny_policy(1)
+    tasks = [Task("chat", "q\n", {})] * 3
+    out = best_of_n(model, Longest(), tok, tasks, 4, max_new_tokens=4, seed=0)
+    for chosen, candidates in zip(out["responses"], out["all_responses"]):
+        assert len(chosen.split()) == max(len(c.split()) for c in candidates)
+    assert out["kl"] == pytest.approx(math.log(4) - 3 / 4)
+    # a policy compared with itself has zero KL on any response
+    kls = sequence_kl(model, model, tok, tasks, out["responses"])
+    assert all(abs(k) < 1e-6 for k in kls)
