@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 # so when the package's code changes the executed outputs are thrown away and the labs re-run.
 book: export RLHF_NONINTERACTIVE = 1
 book: export TQDM_DISABLE = 1
+book: export HF_DATASETS_DISABLE_PROGRESS_BARS = 1
 book: venv
 	$(BIN)/python -m rlhf_minimal.scale
 	@mkdir -p _build; code=$$($(BIN)/python -m rlhf_minimal.cache fingerprint); \
@@ -37,6 +38,7 @@ book: venv
 # then one pytest run for the unit tests and nbval, so pytest's summary line is the last line.
 test: export RLHF_SCALE ?= ci
 test: export TQDM_DISABLE = 1
+test: export HF_DATASETS_DISABLE_PROGRESS_BARS = 1
 test: export RLHF_NONINTERACTIVE = 1
 test: export RLHF_CACHE ?= $(CURDIR)/.rlhf_cache
 test: venv
