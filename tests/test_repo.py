@@ -70,3 +70,13 @@ def test_torch_is_a_floor_and_the_local_setup_pins_the_cpu_wheel():
     assert ">=" in torch_req and "==" not in torch_req
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().splitlines()
     assert "torch==2.13.0" in (ROOT / "Makefile").read_text()
+
+
+def test_every_equation_named_in_the_package_is_defined_in_the_book():
+    import re
+    code = " ".join(p.read_text() for p in (ROOT / "rlhf_minimal").rglob("*.py"))
+    book = " ".join(p.read_text() for p in (ROOT / "book").glob("*.md"))
+    named = set(re.findall(r"\beq-[a-z0-9-]+[a-z0-9]", code))
+    assert named, "the docstrings should name the book's equations"
+    missing = sorted(e for e in named if f"({e})" not in book)
+    assert not missing, f"equations named in docstrings but not labelled in the book: {missing}"
