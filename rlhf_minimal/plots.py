@@ -146,18 +146,19 @@ def plot_ppo_curves(logs: dict, panels: list[str] | None = None):
     A panel with two quantities draws the second dashed, on a right-hand axis.
     """
     chosen = [p for p in _PPO_PANELS if panels is None or p[0] in panels]
-    cols = 4 if len(chosen) > 4 else len(chosen)
+    cols = min(len(chosen), 4)
     rows = -(-len(chosen) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), layout="constrained",
                              squeeze=False)
     for ax, (title, series) in zip(axes.flat, chosen):
+        twin = ax.twinx() if len(series) == 2 else None
         for r, (name, log) in enumerate(logs.items()):
             colour = OKABE_ITO[r % len(OKABE_ITO)]
             ax.plot(log["step"], log[series[0][0]], color=colour, label=name)
-            if len(series) == 2:
-                twin = ax.twinx() if r == 0 else twin
+            if twin is not None:
                 twin.plot(log["step"], log[series[1][0]], color=colour, linestyle="--")
-                twin.set_ylabel(f"{series[1][1]} (dashed)", fontsize=8)
+        if twin is not None:
+            twin.set_ylabel(f"{series[1][1]} (dashed)", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("rollout batch", fontsize=8)
         ax.set_ylabel(series[0][1], fontsize=8)

@@ -27,18 +27,18 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .cache import cached, load_checkpoint, read_json, save_checkpoint
 from .device import pick_device
 from .judge import GoldJudge
 from .model import GPT, generate, left_pad
 from .scale import check_scale, current_scale
-from .train import check_finite, make_optimizer, progress, set_seed
+from .train import check_finite, progress, set_seed
 from .world import Task
 
 
@@ -76,7 +76,7 @@ class PPOConfig:
                              f"minibatch_size ({self.minibatch_size})")
 
     @staticmethod
-    def preset(scale: str) -> "PPOConfig":
+    def preset(scale: str) -> PPOConfig:
         return {"ci": PPOConfig(steps=6, prompts_per_step=32, max_new_tokens=32),
                 "cpu": PPOConfig(),
                 "gpu": PPOConfig(steps=80, prompts_per_step=128, minibatch_size=32)}[check_scale(scale)]
@@ -434,13 +434,24 @@ def head_to_head(tasks: list[Task], verdicts_a: list, verdicts_b: list) -> dict:
             "losses": len(tasks) - wins - ties}
 
 
+def _gold_entry(tasks: list[Task], responses: list[str], judge: GoldJudge) -> dict:
+    """Responses with their verdicts, the per-family table, the mean gold score and the
+    hallucination rate on unanswerable prompts."""
+    from .judge import summarize_verdicts
+
+    verdicts = judge.score_many(tasks, responses)
+    unanswerable = [v for t, v in zip(tasks, verdicts) if t.family == "unanswerable"]
+    return {"responses": responses, "verdicts": verdicts, "table": summarize_verdicts(tasks, verdicts),
+            "gold_score": round(sum(v.score for v in verdicts) / len(verdicts), 4),
+            "hallucination": round(sum(map(made_up_answer, unanswerable)) / max(len(unanswerable), 1), 4)}
+
+
 def compare_policies(models: dict, judge: GoldJudge, tokenizer, tasks: list[Task], ref: GPT,
                      temperature: float = 1.0, max_new_tokens: int = 40, seed: int = 0) -> dict:
     """Decode every model the same way, sampled (``temperature``, as in training) and greedy;
     score with the gold judge. Returns, per decoding and model: responses, verdicts, the per-family
     table, the hallucination rate on unanswerable prompts and the mean KL to ``ref`` (sampled)."""
     from .evaluate import generate_responses
-    from .judge import summarize_verdicts
 
     out = {}
     for decoding, temp in (("sampled", temperature), ("greedy", 0.0)):
@@ -448,12 +459,7 @@ def compare_policies(models: dict, judge: GoldJudge, tokenizer, tasks: list[Task
         for name, model in models.items():
             responses = generate_responses(model, tokenizer, [t.prompt for t in tasks], max_new_tokens,
                                            temperature=temp, seed=seed)
-            verdicts = judge.score_many(tasks, responses)
-            unanswerable = [v for t, v in zip(tasks, verdicts) if t.family == "unanswerable"]
-            entry = {"responses": responses, "verdicts": verdicts,
-                     "table": summarize_verdicts(tasks, verdicts),
-                     "gold_score": round(sum(v.score for v in verdicts) / len(verdicts), 4),
-                     "hallucination": round(sum(map(made_up_answer, unanswerable)) / max(len(unanswerable), 1), 4)}
+            entry = _gold_entry(tasks, responses, judge)
             if decoding == "sampled":
                 kls = sequence_kl(model, ref, tokenizer, tasks, responses, temperature)
                 entry["kl"] = round(sum(kls) / len(kls), 4)
@@ -502,20 +508,13 @@ def evaluate_ppo(policy: GPT, sft: GPT, rm, tokenizer, world, cfg: PPOConfig, se
     result = compare_policies({"sft": sft, "ppo": policy}, judge, tokenizer, tasks, sft,
                               cfg.temperature, cfg.max_new_tokens, seed + 100)
     bon = best_of_n(sft, rm, tokenizer, tasks, n_best, cfg.temperature, cfg.max_new_tokens, seed + 200)
-    bon_verdicts = judge.score_many(tasks, bon["responses"])
-    from .judge import summarize_verdicts
-    unanswerable = [v for t, v in zip(tasks, bon_verdicts) if t.family == "unanswerable"]
-    result["sampled"][f"best_of_{n_best}"] = {
-        "responses": bon["responses"], "verdicts": bon_verdicts,
-        "table": summarize_verdicts(tasks, bon_verdicts),
-        "gold_score": round(sum(v.score for v in bon_verdicts) / len(bon_verdicts), 4),
-        "hallucination": round(sum(map(made_up_answer, unanswerable)) / max(len(unanswerable), 1), 4),
-        "kl": round(bon["kl"], 4)}
+    result["sampled"][f"best_of_{n_best}"] = {**_gold_entry(tasks, bon["responses"], judge),
+                                              "kl": round(bon["kl"], 4)}
     summary = {"n_prompts": len(tasks), "prompts": [t.prompt for t in tasks],
                "families": [t.family for t in tasks]}
     for decoding, models in result.items():
         sft_v = models["sft"]["verdicts"]
-        for name, entry in models.items():
+        for entry in models.values():
             entry["head_to_head_vs_sft"] = head_to_head(tasks, entry["verdicts"], sft_v)
             entry["scores"] = [v.score for v in entry.pop("verdicts")]
         summary[decoding] = models

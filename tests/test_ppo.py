@@ -6,9 +6,19 @@ import pytest
 import torch
 
 from rlhf_minimal.model import GPT, GPTConfig
-from rlhf_minimal.ppo import (AdaptiveKL, PPOConfig, gae, per_token_rewards, policy_loss,
-                              response_mask, rollout, train_ppo, value_loss, whiten,
-                              PolicyWithValue)
+from rlhf_minimal.ppo import (
+    AdaptiveKL,
+    PolicyWithValue,
+    PPOConfig,
+    gae,
+    per_token_rewards,
+    policy_loss,
+    response_mask,
+    rollout,
+    train_ppo,
+    value_loss,
+    whiten,
+)
 from rlhf_minimal.tokenizer import Tokenizer
 from rlhf_minimal.world import Task
 
@@ -194,6 +204,7 @@ def test_config_refuses_bad_values():
 
 def test_head_to_head_counts_ties_half():
     from types import SimpleNamespace as V
+
     from rlhf_minimal.ppo import head_to_head
     a = [V(score=1.0), V(score=0.5), V(score=0.0), V(score=0.2)]
     b = [V(score=0.0), V(score=0.5), V(score=1.0), V(score=0.1)]

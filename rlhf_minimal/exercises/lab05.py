@@ -47,8 +47,8 @@ q1 = Question(
     "Lab 05, question 1 (generalised advantage estimation)",
     _check_gae,
     hints=["Go backwards in time: A_t = delta_t + gamma * lam * A_{t+1}, starting from 0 after the end.",
-           "delta_t = r_t + gamma * V_{t+1} - V_t, where V_{t+1} is 0 at and after the last real token; "
-           "multiply by the mask so nothing beyond the response counts."],
+           ("delta_t = r_t + gamma * V_{t+1} - V_t, where V_{t+1} is 0 at and after the last real token; "
+            "multiply by the mask so nothing beyond the response counts.")],
     solution="""
 import torch
 
