@@ -392,6 +392,19 @@ def best_of_n(model: GPT, rm, tokenizer, tasks: list[Task], n: int, temperature:
             "all_rm_scores": scores.tolist(), "kl": math.log(n) - (n - 1) / n}
 
 
+def best_of_n_curve(bon: dict, tasks: list[Task], judge: GoldJudge, ns=(1, 2, 4, 8, 16)) -> dict:
+    """From one :func:`best_of_n` draw, best-of-n for every n in ``ns`` (the best of the first n
+    samples): mean reward-model score and gold score of the picks, and the analytic KL."""
+    curve = {"n": list(ns), "kl": [], "rm_score": [], "gold_score": []}
+    for n in ns:
+        picks = [max(range(n), key=lambda j: scores[j]) for scores in bon["all_rm_scores"]]
+        texts = [bon["all_responses"][i][j] for i, j in enumerate(picks)]
+        curve["kl"].append(math.log(n) - (n - 1) / n)
+        curve["rm_score"].append(sum(bon["all_rm_scores"][i][j] for i, j in enumerate(picks)) / len(tasks))
+        curve["gold_score"].append(sum(v.score for v in judge.score_many(tasks, texts)) / len(tasks))
+    return curve
+
+
 @torch.no_grad()
 def sequence_kl(policy: GPT, ref: GPT, tokenizer, tasks: list[Task], responses: list[str],
                 temperature: float = 1.0, batch_size: int = 128) -> list[float]:

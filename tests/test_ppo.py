@@ -230,3 +230,17 @@ def test_best_of_n_keeps_the_reward_models_favourite_and_reports_its_kl():
     # a policy compared with itself has zero KL on any response
     kls = sequence_kl(model, model, tok, tasks, out["responses"])
     assert all(abs(k) < 1e-6 for k in kls)
+
+
+def test_best_of_n_curve_picks_the_best_of_the_first_n():
+    from types import SimpleNamespace as V
+    from rlhf_minimal.ppo import best_of_n_curve
+
+    class ByLength:
+        def score_many(self, tasks, texts):
+            return [V(score=float(len(t))) for t in texts]
+
+    bon = {"all_rm_scores": [[0.0, 2.0, 1.0, 3.0]], "all_responses": [["a", "bbb", "cc", "dddd"]]}
+    curve = best_of_n_curve(bon, [None], ByLength(), ns=(1, 2, 4))
+    assert curve["rm_score"] == [0.0, 2.0, 3.0] and curve["gold_score"] == [1.0, 3.0, 4.0]
+    assert curve["kl"] == pytest.approx([0.0, math.log(2) - 0.5, math.log(4) - 0.75])
