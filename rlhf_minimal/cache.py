@@ -64,6 +64,9 @@ def entry_key(stage: str, config: dict) -> str:
     return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
+BUILT: list[str] = []  # names of the entries built (not loaded) by this process, in order
+
+
 def cached(stage: str, config: dict, build: Callable[[Path], None], fresh: bool = False) -> Path:
     """The folder of the cache entry for (stage, config), calling ``build(folder)`` to make it
     when it is missing (or when ``fresh``). ``build`` writes into the folder it is given."""
@@ -83,6 +86,7 @@ def cached(stage: str, config: dict, build: Callable[[Path], None], fresh: bool 
                 (tmp / "stage.json").write_text(json.dumps({"stage": stage, "config": config}, indent=1))
                 (tmp / "DONE").write_text("")
                 os.replace(tmp, final)
+                BUILT.append(final.name)
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)

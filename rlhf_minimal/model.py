@@ -219,6 +219,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eos_id: 
     seq, full_mask = ids, mask
     step_input = ids
     done = torch.zeros(B, dtype=torch.bool, device=device)
+    check_every = 1 if device.type == "cpu" else 8
     out = []
     for step in range(max_new_tokens):
         logits = model(step_input if use_cache else seq, full_mask, cache)[:, -1, :].float()
@@ -229,7 +230,11 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eos_id: 
         else:
             logits = filter_logits(logits / temperature, top_k, top_p)
             # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits)
-            uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
+            if generator is not None and generator.device != logits.device:
+                # same numbers as on the generator's own device, at the cost of a copy per token
+                uniform = torch.rand(logits.shape, generator=generator, device=generator.device).to(logits.device)
+            else:
+                uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
             token = (logits - torch.log(-torch.log(uniform.clamp_min(1e-20)))).argmax(-1)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         out.append(token)
@@ -237,7 +242,8 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eos_id: 
         seq = torch.cat([seq, token[:, None]], dim=1)
         full_mask = torch.cat([full_mask, (~done | (token == eos_id)).long()[:, None]], dim=1)
         step_input = token[:, None]
-        if bool(done.all()):
+        # asking "all done?" makes the host wait for the device: on a GPU ask every 8 tokens
+        if (step % check_every == check_every - 1) and bool(done.all()):
             break
     model.train(was_training)
     return ids, mask, torch.stack(out, dim=1)

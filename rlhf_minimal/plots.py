@@ -187,3 +187,68 @@ def plot_policy_comparison(evaluation: dict, ax=None):
     ax.set(ylabel="mean gold score", title="Held-out prompts: SFT, PPO and best-of-n")
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_pipeline_results(report: dict):
+    """Two panels from a pipeline report: seconds per stage, and win rate against SFT of each model
+    (sampled and greedy; 0.5 is a tie with SFT)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained",
+                                      gridspec_kw={"width_ratios": [1, 1.6]})
+    stages = list(report["stages"])
+    seconds = [report["stages"][s]["seconds"] for s in stages]
+    left.barh(stages[::-1], seconds[::-1], color=OKABE_ITO[0])
+    left.set(xlabel="seconds", title=f"Time per stage ({report['device']}, total {report['total_seconds']:.0f} s)")
+    names = list(report["results"]["sampled"])
+    for i, decoding in enumerate(("sampled", "greedy")):
+        rows = report["results"][decoding]
+        xs = [j + (i - 0.5) * 0.38 for j, n in enumerate(names) if n in rows]
+        ys = [rows[n]["win_rate_vs_sft"] for n in names if n in rows]
+        right.bar(xs, ys, 0.38, color=OKABE_ITO[1 + i], hatch=["", "//"][i], edgecolor="white",
+                  label=decoding)
+        for x, y in zip(xs, ys):
+            right.text(x, y + 0.01, f"{y:.2f}", ha="center", fontsize=8)
+    right.axhline(0.5, color="black", linewidth=0.8, linestyle=":")
+    labels = {"best_of_n": f"best-of-{report['best_of_n']}", "sft": "SFT", "ppo": "PPO", "base": "base"}
+    right.set_xticks(range(len(names)), [labels.get(n, n) for n in names])
+    right.set(ylim=(0, 1), ylabel="win rate vs SFT (gold judge)",
+              title=f"{report['n_eval_prompts']} held-out prompts, ties count half")
+    right.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def plot_data_scale(rows: list[dict], ax=None):
+    """Horizontal bars on a log scale: how much data each stage uses, ours beside InstructGPT's."""
+    ax = _axes(ax, figsize=(7.5, 3.4))
+    ys = range(len(rows))
+    ax.barh([y + 0.2 for y in ys], [r["ours"] for r in rows], 0.4, color=OKABE_ITO[0], label="this course")
+    ax.barh([y - 0.2 for y in ys], [r["instructgpt"] for r in rows], 0.4, color=OKABE_ITO[1],
+            hatch="//", edgecolor="white", label="InstructGPT")
+    ax.set_yticks(list(ys), [r["what"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set(xlabel="count (log scale)", title="Data per stage")
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def plot_size_sweep(sweep: dict):
+    """InstructGPT's headline in miniature: win rate against the medium SFT model of base, SFT and
+    PPO at each network size, sampled and greedy."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained", sharey=True)
+    sizes = sweep["sizes"]
+    params = [sweep["parameters"][s] / 1e6 for s in sizes]
+    markers = {"base": "s", "sft": "o", "ppo": "^"}
+    labels = {"base": "base (pretrained only)", "sft": "SFT", "ppo": "PPO"}
+    for ax, decoding in zip(axes, ("sampled", "greedy")):
+        for i, model in enumerate(("base", "sft", "ppo")):
+            ax.plot(params, [sweep[decoding][s][model] for s in sizes], marker=markers[model],
+                    color=OKABE_ITO[i], label=labels[model])
+        ax.axhline(0.5, color="black", linewidth=0.8, linestyle=":")
+        ax.set_xscale("log")
+        ax.set_xticks(params, [f"{s}\n{p:.2f}M" for s, p in zip(sizes, params)])
+        ax.minorticks_off()
+        ax.set(xlabel="network size (parameters)", title=f"{decoding} answers")
+    axes[0].set_ylabel("win rate vs medium SFT")
+    axes[0].set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
+    return fig

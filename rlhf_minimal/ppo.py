@@ -38,7 +38,7 @@ from .device import pick_device
 from .judge import GoldJudge
 from .model import GPT, generate, left_pad
 from .scale import check_scale, current_scale
-from .train import check_finite, progress, set_seed
+from .train import FiniteGuard, Precision, progress, set_seed
 from .world import Task
 
 
@@ -269,9 +269,12 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 
 def ppo_update(policy: PolicyWithValue, optimizer, batch: dict, cfg: PPOConfig,
-               generator: torch.Generator, step: int) -> dict:
+               generator: torch.Generator, step: int, precision: Precision | None = None,
+               guard: FiniteGuard | None = None) -> dict:
     """``ppo_epochs`` passes of shuffled minibatches over one rollout batch (eq-ppo-clip,
     eq-value-clip). Returns the averaged statistics."""
+    precision = precision or Precision(batch["ids"].device)
+    guard = guard or FiniteGuard("PPO", batch["ids"].device)
     policy.train()
     n = batch["ids"].size(0)
     P = batch["P"]
@@ -282,19 +285,17 @@ def ppo_update(policy: PolicyWithValue, optimizer, batch: dict, cfg: PPOConfig,
         for start in range(0, n, cfg.minibatch_size):
             idx = order[start:start + cfg.minibatch_size]
             mask = batch["mask"][idx].float()
-            logits, values = policy(batch["ids"][idx], batch["attn"][idx])
-            logits, values = logits[:, P - 1:-1], values[:, P - 1:-1].float()
+            with precision.autocast():
+                logits, values = policy(batch["ids"][idx], batch["attn"][idx])
+            logits, values = logits[:, P - 1:-1].float(), values[:, P - 1:-1].float()
             logprobs = token_logprobs(logits, batch["response"][idx], cfg.temperature)
             old = batch["logprobs"][idx]
             pg = policy_loss(logprobs, old, batch["advantages"][idx], mask, cfg.clip_eps)
             vf = value_loss(values, batch["values"][idx], batch["returns"][idx], mask, cfg.value_clip)
             entropy = masked_mean(entropy_from_logits(logits, cfg.temperature), mask)
             loss = pg + cfg.vf_coef * vf - cfg.entropy_coef * entropy
-            check_finite(loss, "PPO", step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+            guard(loss, step)
+            precision.step(loss, policy, optimizer, cfg.max_grad_norm)
             with torch.no_grad():
                 log_ratio = logprobs - old
                 ratio = log_ratio.exp()
@@ -305,7 +306,8 @@ def ppo_update(policy: PolicyWithValue, optimizer, batch: dict, cfg: PPOConfig,
                 # k3 estimator of KL(old || new): unbiased and never negative
                 stats["approx_kl"].append(masked_mean(ratio - 1 - log_ratio, mask))
                 stats["ratio"].append(masked_mean(ratio, mask))
-    return {k: torch.stack(v).mean().item() for k, v in stats.items()}
+    means = torch.stack([torch.stack(v).mean() for v in stats.values()]).tolist()  # one host sync
+    return dict(zip(stats, means))
 
 
 # --------------------------------------------------------------------------- training
@@ -325,6 +327,9 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
         raise ValueError("PPO needs at least one prompt")
     device = device or pick_device()
     generator = set_seed(seed)
+    # sampling draws its noise on the device: a CPU generator cannot feed CUDA sampling
+    sampler = torch.Generator(device=device).manual_seed(seed)
+    precision, guard = Precision(device), FiniteGuard("PPO", device)
     ref = copy.deepcopy(sft).to(device).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -349,8 +354,8 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
                 order, cursor = torch.randperm(len(tasks), generator=generator).tolist(), 0
             batch_tasks.append(tasks[order[cursor]])
             cursor += 1
-        batch = rollout(policy, ref, rm, tokenizer, batch_tasks, cfg, controller.value, generator)
-        stats = ppo_update(policy, optimizer, batch, cfg, generator, step)
+        batch = rollout(policy, ref, rm, tokenizer, batch_tasks, cfg, controller.value, sampler)
+        stats = ppo_update(policy, optimizer, batch, cfg, generator, step, precision, guard)
         kl_per_response = batch["kl"].sum(-1).mean().item()
         gold = ([judge.score(t, r).score for t, r in zip(batch_tasks, batch["texts"])]
                 if judge is not None else [float("nan")])
@@ -365,8 +370,10 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
             log[k].append(round(float(row[k]), 5))
         bar.update(1)
         bar.set_postfix(rm=f"{row['rm_score']:.2f}", gold=f"{row['gold_score']:.2f}", kl=f"{kl_per_response:.2f}")
+    guard.close()
     bar.close()
     log["seconds"] = round(time.time() - start, 1)
+    log["precision"] = precision.name
     return policy.eval(), log
 
 
@@ -481,9 +488,11 @@ def compare_policies(models: dict, judge: GoldJudge, tokenizer, tasks: list[Task
 
 
 def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
-               **overrides):
+               size: str = "medium", **overrides):
     """The PPO policy for ``scale`` and ``seed`` (cached), trained from the cached SFT and reward
-    models on the RL prompts. ``overrides`` change fields of :class:`PPOConfig`.
+    models on the RL prompts. ``overrides`` change fields of :class:`PPOConfig`. ``size`` (small,
+    medium, large) starts from the SFT model of that size; every size trains against the same
+    (medium) reward model, as InstructGPT used one reward model for all its policy sizes.
 
     Returns ``(world, tokenizer, policy GPT, info)``; ``info`` holds the training log and the
     evaluation on held-out prompts: SFT, PPO and best-of-16, sampled and greedy (gold score per
@@ -493,10 +502,10 @@ def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
     from .sft import sft_model
 
     scale = current_scale(scale)
-    world, tokenizer, sft, _ = sft_model(scale, seed, device=device)
+    world, tokenizer, sft, _ = sft_model(scale, seed, device=device, size=size)
     _, _, rm, rm_info = reward_model(scale, seed, device=device)
     cfg = PPOConfig(**{**asdict(PPOConfig.preset(scale)), **overrides})
-    stage_cfg = {"scale": scale, "seed": seed, "world": asdict(world.config), "ppo": asdict(cfg),
+    stage_cfg = {"scale": scale, "seed": seed, "size": size, "world": asdict(world.config), "ppo": asdict(cfg),
                  "reward": {k: (list(v) if isinstance(v, tuple) else v)
                             for k, v in asdict(rm_info["config"]).items()}}
 

@@ -6,7 +6,7 @@ on random windows of ``window`` tokens: plain next-token prediction, no instruct
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -15,8 +15,24 @@ from .device import pick_device
 from .model import GPT, GPTConfig, lm_loss
 from .scale import check_scale, current_scale
 from .tokenizer import Tokenizer
-from .train import check_finite, cosine_lr, make_optimizer, progress, set_seed
+from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
 from .world import World, WorldConfig, make_world
+
+
+# (n_layer, n_head, d_model) of the three sizes of each scale; "medium" is the scale's own model
+MODEL_SIZES = {
+    "ci": {"small": (1, 2, 32), "medium": (2, 2, 64), "large": (3, 4, 96)},
+    "cpu": {"small": (2, 2, 64), "medium": (3, 4, 96), "large": (4, 4, 128)},
+    "gpu": {"small": (4, 6, 192), "medium": (6, 6, 384), "large": (8, 8, 512)},
+}
+
+
+def network_size(scale: str, size: str) -> dict:
+    """``n_layer``, ``n_head`` and ``d_model`` of ``size`` (small, medium or large) at ``scale``."""
+    sizes = MODEL_SIZES[check_scale(scale)]
+    if size not in sizes:
+        raise ValueError(f"unknown model size {size!r}: choose one of {', '.join(sizes)}")
+    return dict(zip(("n_layer", "n_head", "d_model"), sizes[size]))
 
 
 @dataclass(frozen=True)
@@ -34,12 +50,15 @@ class PretrainConfig:
     eval_every: int = 250
 
     @staticmethod
-    def preset(scale: str) -> "PretrainConfig":
-        return {
+    def preset(scale: str, size: str = "medium") -> "PretrainConfig":
+        """The scale's configuration; ``size`` swaps in a smaller or larger network (chapter 6's
+        size sweep) and leaves data, steps and learning rate alone."""
+        cfg = {
             "ci": PretrainConfig(n_layer=2, n_head=2, d_model=64, steps=200, eval_every=100),
             "cpu": PretrainConfig(),
             "gpu": PretrainConfig(n_layer=6, n_head=6, d_model=384, window=96, steps=3000, batch_size=64, lr=1e-3),
         }[check_scale(scale)]
+        return replace(cfg, **network_size(scale, size))
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size, self.n_layer, self.n_head, self.d_model, self.max_len)
@@ -55,7 +74,7 @@ def corpus_tensor(world: World, tokenizer: Tokenizer, docs: list[str]) -> torch.
 def _windows(data: torch.Tensor, batch_size: int, length: int, generator: torch.Generator):
     starts = torch.randint(0, data.numel() - length - 1, (batch_size,), generator=generator)
     index = starts[:, None] + torch.arange(length + 1)[None, :]
-    chunk = data[index]
+    chunk = data[index.to(data.device)]
     return chunk[:, :-1], chunk[:, 1:]
 
 
@@ -80,6 +99,7 @@ def pretrain(world: World, tokenizer: Tokenizer, cfg: PretrainConfig, seed: int 
     val_data = corpus_tensor(world, tokenizer, world.corpus[:n_val]).to(device)
     model = GPT(cfg.model_config(tokenizer.vocab_size)).to(device)
     optimizer = make_optimizer(model, cfg.lr)
+    precision, guard = Precision(device), FiniteGuard("pretraining", device)
     log = {"step": [], "train_loss": [], "val_step": [], "val_loss": [],
            "parameters": model.num_parameters(), "train_tokens": train_data.numel()}
     start = time.time()
@@ -88,12 +108,10 @@ def pretrain(world: World, tokenizer: Tokenizer, cfg: PretrainConfig, seed: int 
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
         x, y = _windows(train_data, cfg.batch_size, cfg.window, generator)
-        loss = lm_loss(model(x), y)
-        check_finite(loss, "pretraining", step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        with precision.autocast():
+            loss = lm_loss(model(x), y)
+        guard(loss, step)
+        precision.step(loss, model, optimizer)
         if step % 10 == 0 or step == cfg.steps - 1:
             log["step"].append(step)
             log["train_loss"].append(round(loss.item(), 4))
@@ -101,18 +119,22 @@ def pretrain(world: World, tokenizer: Tokenizer, cfg: PretrainConfig, seed: int 
             log["val_step"].append(step)
             log["val_loss"].append(round(_val_loss(model, val_data, cfg, generator), 4))
             bar.set_postfix(val_loss=log["val_loss"][-1])
+    guard.close()
     log["seconds"] = round(time.time() - start, 1)
+    log["precision"] = precision.name
     log["tokens_seen"] = cfg.steps * cfg.batch_size * cfg.window
     return model.eval(), log
 
 
-def base_model(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None):
+def base_model(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
+               size: str = "medium"):
     """The pretrained base model for ``scale`` and ``seed``, from the cache or trained now.
+    ``size`` (small, medium, large) picks the network; medium is the scale's own.
 
     Returns ``(world, tokenizer, model, log)``.
     """
     scale = current_scale(scale)
-    world_cfg, cfg = WorldConfig.preset(scale, seed), PretrainConfig.preset(scale)
+    world_cfg, cfg = WorldConfig.preset(scale, seed), PretrainConfig.preset(scale, size)
     world = make_world(config=world_cfg)
     tokenizer = Tokenizer.for_world(world)
     stage_cfg = {"world": asdict(world_cfg), "pretrain": asdict(cfg), "seed": seed}

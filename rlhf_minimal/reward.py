@@ -31,7 +31,7 @@ from .preference import (agreement, comparisons_dataset, label, label_quality, m
 from .scale import check_scale, current_scale
 from .sft import sft_model
 from .tokenizer import Tokenizer
-from .train import check_finite, cosine_lr, make_optimizer, progress, set_seed
+from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
 from .world import Task
 
 
@@ -57,20 +57,25 @@ class RewardConfig:
     @staticmethod
     def preset(scale: str) -> "RewardConfig":
         return {"ci": RewardConfig(), "cpu": RewardConfig(),
-                "gpu": RewardConfig(prompts_per_batch=16, lr=1e-4)}[check_scale(scale)]
+                "gpu": RewardConfig(prompts_per_batch=16, lr=3e-4)}[check_scale(scale)]
 
 
 def pairwise_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
-                  margin: float | torch.Tensor | None = None) -> torch.Tensor:
+                  margin: float | torch.Tensor | None = None,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
     """eq-rm-loss: mean of ``-log sigmoid(r_chosen - r_rejected - margin)``.
 
     ``logsigmoid`` keeps it finite for large negative gaps, where ``log(sigmoid(x))`` underflows
-    to log(0).
+    to log(0). ``weights`` (optional, one per pair) makes it a weighted mean, sum(w l) / sum(w):
+    training weighs each pair by 1 / (its prompt's number of pairs), so each prompt counts once.
     """
     gap = chosen_rewards - rejected_rewards
     if margin is not None:
         gap = gap - margin
-    return -F.logsigmoid(gap).mean()
+    losses = -F.logsigmoid(gap)
+    if weights is None:
+        return losses.mean()
+    return (weights * losses).sum() / weights.sum()
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
@@ -157,17 +162,21 @@ def _group_by_prompt(rows) -> list[dict]:
 
 
 def _batch_loss(model, tokenizer, groups, margin, device):
-    sequences, offsets = [], []
+    """eq-rm-loss over a batch of prompts: every response scored once, the loss averaged over each
+    prompt's pairs and then over prompts, so every prompt weighs the same."""
+    sequences, chosen, rejected, weights = [], [], [], []
     for g in groups:
-        offsets.append(len(sequences))
+        offset = len(sequences)
         sequences += [encode_pair_text(tokenizer, g["prompt"], r, model.config.max_len) for r in g["responses"]]
-    rewards = score_sequences(model, sequences, tokenizer.pad_id, device)
-    losses = []
-    for g, offset in zip(groups, offsets):
-        chosen = torch.stack([rewards[offset + c] for c, _ in g["pairs"]])
-        rejected = torch.stack([rewards[offset + r] for _, r in g["pairs"]])
-        losses.append(pairwise_loss(chosen, rejected, margin))  # mean over this prompt's pairs
-    return torch.stack(losses).mean()                          # each prompt weighs the same
+        for c, r in g["pairs"]:
+            chosen.append(offset + c)
+            rejected.append(offset + r)
+            weights.append(1.0 / (len(groups) * len(g["pairs"])))
+    rewards = score_sequences(model, sequences, tokenizer.pad_id, device).float()
+    chosen_t = torch.tensor(chosen).to(device, non_blocking=True)
+    rejected_t = torch.tensor(rejected).to(device, non_blocking=True)
+    weights_t = torch.tensor(weights).to(device, non_blocking=True)
+    return pairwise_loss(rewards[chosen_t], rewards[rejected_t], margin, weights=weights_t)
 
 
 def train_reward_model(init: GPT, tokenizer: Tokenizer, rows, cfg: RewardConfig, seed: int = 0,
@@ -182,6 +191,8 @@ def train_reward_model(init: GPT, tokenizer: Tokenizer, rows, cfg: RewardConfig,
         model = truncate(model, cfg.n_layers)
     model.train()
     optimizer = make_optimizer(model, cfg.lr)
+    precision, guard = Precision(device), FiniteGuard("reward model", device)
+    losses = []
     per_epoch = -(-len(groups) // cfg.prompts_per_batch)
     total = per_epoch * cfg.epochs
     log = {"step": [], "loss": [], "n_prompts": len(groups), "n_pairs": len(rows)}
@@ -193,17 +204,18 @@ def train_reward_model(init: GPT, tokenizer: Tokenizer, rows, cfg: RewardConfig,
         for i in range(0, len(groups), cfg.prompts_per_batch):
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, total, cfg.lr, cfg.warmup)
-            loss = _batch_loss(model, tokenizer, groups[i:i + cfg.prompts_per_batch], cfg.margin, device)
-            check_finite(loss, "reward model", step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            with precision.autocast():
+                loss = _batch_loss(model, tokenizer, groups[i:i + cfg.prompts_per_batch], cfg.margin, device)
+            guard(loss, step)
+            precision.step(loss, model, optimizer)
             log["step"].append(step)
-            log["loss"].append(round(loss.item(), 4))
+            losses.append(loss.detach())
             step += 1
             bar.update(1)
+    guard.close()
     bar.close()
+    log["loss"] = [round(v, 4) for v in torch.stack(losses).float().tolist()] if losses else []
+    log["precision"] = precision.name
     log["seconds"] = round(time.time() - start, 1)
     return model.eval(), log
 

@@ -24,7 +24,7 @@ from .model import GPT, lm_loss
 from .pretrain import base_model
 from .scale import check_scale, current_scale
 from .tokenizer import Tokenizer
-from .train import check_finite, cosine_lr, make_optimizer, progress, set_seed
+from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
 from .world import World, demonstrations
 
 
@@ -111,6 +111,7 @@ def train_sft(model: GPT, tokenizer: Tokenizer, world: World, rows: list, cfg: S
     val_tasks = tasks_from_rows(val_rows)
     model = copy.deepcopy(model).to(device).train()
     optimizer = make_optimizer(model, cfg.lr)
+    precision, guard = Precision(device), FiniteGuard("SFT", device)
     steps_per_epoch = -(-len(x_train) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     log = {"epoch": [], "train_loss": [], "val_loss": [], "val_acceptable": [], "val_score": [],
@@ -134,34 +135,36 @@ def train_sft(model: GPT, tokenizer: Tokenizer, world: World, rows: list, cfg: S
         for x, y in _batches(x_train, y_train, cfg.batch_size, generator):
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, total, cfg.lr, cfg.warmup)
-            loss = sft_loss(model(x.to(device)), y.to(device))
-            check_finite(loss, "SFT", step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            losses.append(loss.item())
+            with precision.autocast():
+                loss = sft_loss(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
+            guard(loss, step)
+            precision.step(loss, model, optimizer)
+            losses.append(loss.detach())
             step += 1
             bar.update(1)
-        evaluate(epoch, sum(losses) / len(losses))
+        guard.close()
+        evaluate(epoch, torch.stack(losses).float().mean().item())
         bar.set_postfix(val_loss=log["val_loss"][-1], acceptable=log["val_acceptable"][-1])
     bar.close()
     log["seconds"] = round(time.time() - start, 1)
+    log["precision"] = precision.name
     return model.eval(), log
 
 
 def sft_model(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
-              sloppy_share: float | None = None):
+              sloppy_share: float | None = None, size: str = "medium"):
     """The SFT model for ``scale`` and ``seed`` (cached). Returns ``(world, tokenizer, model, log)``.
 
-    ``sloppy_share`` overrides the share of sloppy demonstrations (lab 2 varies it).
+    ``sloppy_share`` overrides the share of sloppy demonstrations (lab 2 varies it); ``size``
+    (small, medium, large) fine-tunes the base model of that size.
     """
     scale = current_scale(scale)
-    world, tokenizer, base, base_log = base_model(scale, seed, device=device)
+    world, tokenizer, base, base_log = base_model(scale, seed, device=device, size=size)
     cfg = SFTConfig.preset(scale)
     if sloppy_share is not None:
         cfg = SFTConfig(**{**asdict(cfg), "sloppy_share": sloppy_share})
-    stage_cfg = {"world": asdict(world.config), "sft": asdict(cfg), "seed": seed, "scale": scale}
+    stage_cfg = {"world": asdict(world.config), "sft": asdict(cfg), "seed": seed, "scale": scale,
+                 "size": size}
 
     def build(folder):
         rows = demonstrations(world, "sft", cfg.sloppy_share)

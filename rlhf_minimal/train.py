@@ -2,6 +2,7 @@
 the NaN/inf guard and progress bars."""
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 
@@ -49,6 +50,81 @@ def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
             f"{stage}: the loss became {loss.detach().float().cpu().item()} at step {step}. "
             "Training stopped: lower the learning rate, check the data for empty rows, or "
             "clip gradients harder.")
+
+
+class FiniteGuard:
+    """Stops training with a clear message when the loss turns NaN or infinite.
+
+    On the CPU the check runs every step. On a GPU, reading a value back forces the host to wait
+    for the device, so the guard only records the first bad step on the device and reads it every
+    ``every`` steps (and at :meth:`close`); training stops at most ``every`` steps late.
+    ``every=None`` means 1 on the CPU and 25 on a GPU.
+    """
+
+    def __init__(self, stage: str, device, every: int | None = None):
+        self.stage = stage
+        self.every = every or (1 if torch.device(device).type == "cpu" else 25)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad_loss = torch.zeros((), device=device)
+        self.calls = 0
+
+    def __call__(self, loss: torch.Tensor, step: int) -> None:
+        if self.every == 1:
+            check_finite(loss, self.stage, step)
+            return
+        bad = ~torch.isfinite(loss.detach()).all()
+        new = bad & (self.first_bad < 0)
+        self.first_bad = torch.where(new, torch.full_like(self.first_bad, step), self.first_bad)
+        self.bad_loss = torch.where(new, loss.detach().float().reshape(-1)[0], self.bad_loss)
+        self.calls += 1
+        if self.calls % self.every == 0:
+            self.close()
+
+    def close(self) -> None:
+        step = int(self.first_bad)
+        if step >= 0:
+            check_finite(self.bad_loss, self.stage, step)
+
+
+class Precision:
+    """The number format of training, chosen by the device (the same code runs everywhere).
+
+    * CPU: float32, no autocast.
+    * A GPU with bfloat16 (A100, H100): bf16 autocast; bf16 has float32's range, no loss scaling.
+    * A GPU without it (the T4 of free Colab): fp16 autocast with loss scaling
+      (``torch.amp.GradScaler``), since fp16 gradients underflow without it.
+
+    Use ``with precision.autocast():`` around the forward pass and ``precision.step(loss, ...)``
+    for backward, clipping and the optimizer step.
+    """
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            self.dtype = None
+        elif torch.cuda.is_bf16_supported():
+            self.dtype = torch.bfloat16
+        else:
+            self.dtype = torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + loss scaling"}[self.dtype]
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.dtype)
+
+    def step(self, loss: torch.Tensor, model: torch.nn.Module, optimizer, max_grad_norm: float = 1.0) -> None:
+        """Backward, unscale, clip the gradient norm to ``max_grad_norm``, optimizer step."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
 
 def progress(iterable=None, total=None, desc: str = ""):

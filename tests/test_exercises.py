@@ -154,3 +154,29 @@ def test_lab05_planted_wrong_answers_fail_with_reasons():
         return per_token_rewards(s, lp, ref, m, beta)[0]
     assert q3.evaluate(ours).status == CORRECT
     assert q1.evaluate(gae).status == CORRECT and q2.evaluate(policy_loss).status == CORRECT
+
+
+def test_lab06_planted_wrong_answers_fail_with_reasons():
+    from rlhf_minimal.exercises.lab06 import q1, q2
+
+    def ties_lose(a, b):
+        return sum(x > y for x, y in zip(a, b)) / len(a)
+    res = q1.evaluate(ties_lose)
+    assert res.status == INCORRECT and "half" in res.message
+
+    def ties_dropped(a, b):
+        wins = sum(x > y for x, y in zip(a, b))
+        decided = sum(x != y for x, y in zip(a, b))
+        return wins / max(decided, 1)
+    res = q1.evaluate(ties_dropped)
+    assert res.status == INCORRECT and "denominator" in res.message
+
+    def swapped(a, b):
+        return (sum(x < y for x, y in zip(a, b)) + 0.5 * sum(x == y for x, y in zip(a, b))) / len(a)
+    res = q1.evaluate(swapped)
+    assert res.status == INCORRECT and "swapped" in res.message
+
+    res = q2.evaluate(lambda p, n: (p + n, sum(p + t for t in range(n))))
+    assert res.status == INCORRECT and "never fed back" in res.message
+    res = q2.evaluate(lambda p, n: (p + n - 1, n * (p + n)))
+    assert res.status == INCORRECT and "recomputes" in res.message

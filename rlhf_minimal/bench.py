@@ -1,0 +1,147 @@
+"""Throughput of each phase, on any device: ``python -m rlhf_minimal bench`` (chapter 6).
+
+Measured with freshly initialised networks of the scale's configuration (speed does not depend on
+what the weights learned), so the benchmark needs no cache and takes seconds:
+
+* generation tokens per second, with and without the KV cache (every row generates the full
+  ``max_new_tokens``: EOS is blocked, so both runs do the same work);
+* training tokens per second of pretraining, SFT and the reward model (one optimizer step on a
+  batch of the stage's shape, repeated);
+* one PPO iteration (rollout, reference and reward scoring, then the updates), in episodes per
+  second and with the share of the time spent generating.
+
+Each measurement runs once to warm up, then ``repeats`` times; GPU work is synchronised before
+the clock is read.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .device import describe_environment
+from .model import GPT, generate, lm_loss
+from .scale import check_scale
+from .train import Precision, make_optimizer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timeit(fn, device: torch.device, repeats: int) -> float:
+    """Seconds per call of ``fn``, after one warm-up call."""
+    fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo=print) -> dict:
+    """Throughput of every phase at ``scale``'s sizes on ``device``; returns a JSON-ready dict."""
+    from .ppo import PolicyWithValue, PPOConfig, ppo_update, rollout
+    from .pretrain import PretrainConfig
+    from .reward import RewardConfig, RewardModel
+    from .sft import SFTConfig
+    from .tokenizer import Tokenizer
+    from .world import WorldConfig, make_world
+
+    scale = check_scale(scale)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    world = make_world(config=WorldConfig.preset(scale, seed))
+    tokenizer = Tokenizer.for_world(world)
+    pre_cfg, sft_cfg = PretrainConfig.preset(scale), SFTConfig.preset(scale)
+    rm_cfg, ppo_cfg = RewardConfig.preset(scale), PPOConfig.preset(scale)
+    model = GPT(pre_cfg.model_config(tokenizer.vocab_size)).to(device)
+    precision = Precision(device)
+    result = {"scale": scale, "device": str(device), "precision": precision.name,
+              "environment": describe_environment(), "parameters": model.num_parameters(),
+              "repeats": repeats}
+
+    # generation, with and without the KV cache
+    batch, new = ppo_cfg.prompts_per_step, ppo_cfg.max_new_tokens
+    rl_tasks = list(world.splits["rl"])
+    tasks = [rl_tasks[i % len(rl_tasks)] for i in range(batch)]  # real prompts, as PPO sees them
+    prompts = [tokenizer.encode(t.prompt) for t in tasks]
+    new = min(new, model.config.max_len - max(map(len, prompts)))
+    gen = {}
+    for use_cache in (True, False):
+        def run(use_cache=use_cache):
+            generate(model, prompts, new, tokenizer.eos_id, tokenizer.pad_id, temperature=1.0,
+                     generator=torch.Generator(device=device).manual_seed(seed), use_cache=use_cache,
+                     min_new_tokens=new)
+        seconds = _timeit(run, device, repeats)
+        gen["with_cache" if use_cache else "without_cache"] = {
+            "seconds": round(seconds, 4), "tokens_per_second": round(batch * new / seconds, 1)}
+    gen["kv_cache_speedup"] = round(gen["without_cache"]["seconds"] / gen["with_cache"]["seconds"], 2)
+    gen.update(batch=batch, new_tokens=new)
+    result["generation"] = gen
+    echo(f"generation: {gen['with_cache']['tokens_per_second']:.0f} tokens/s with the KV cache, "
+         f"{gen['without_cache']['tokens_per_second']:.0f} without ({gen['kv_cache_speedup']}x)")
+
+    # one optimizer step of each supervised stage, on batches of the stage's shape
+    def train_step_bench(name, net, batch_size, length, loss_fn):
+        optimizer = make_optimizer(net, 1e-4)
+        x = torch.randint(2, tokenizer.vocab_size, (batch_size, length), generator=generator).to(device)
+
+        def step():
+            with precision.autocast():
+                loss = loss_fn(net, x)
+            precision.step(loss, net, optimizer)
+        seconds = _timeit(step, device, repeats * 3)
+        row = {"seconds_per_step": round(seconds, 5), "batch": batch_size, "length": length,
+               "tokens_per_second": round(batch_size * length / seconds, 1)}
+        echo(f"{name}: {row['tokens_per_second']:.0f} tokens/s ({1 / seconds:.1f} steps/s)")
+        return row
+
+    lm_step = lambda net, x: lm_loss(net(x[:, :-1]), x[:, 1:])  # noqa: E731
+    result["training"] = {
+        "pretrain": train_step_bench("pretraining", model.train(), pre_cfg.batch_size, pre_cfg.window, lm_step),
+        "sft": train_step_bench("SFT", model.train(), sft_cfg.batch_size, 40, lm_step),
+    }
+    rm_net = model.with_scalar_head().train()
+    k = rm_cfg.k
+    result["training"]["reward"] = train_step_bench(
+        "reward model", rm_net, rm_cfg.prompts_per_batch * k, 40,
+        lambda net, x: -torch.nn.functional.logsigmoid(
+            net(x)[:, -1].view(-1, k)[:, :1] - net(x)[:, -1].view(-1, k)[:, 1:]).mean())
+
+    # one PPO iteration: rollout (generation + scoring) and the updates
+    rm = RewardModel(rm_net.eval(), tokenizer)
+    policy = PolicyWithValue(model.eval(), ppo_cfg.value_model).to(device)
+    ref = GPT(model.config).to(device).eval()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=ppo_cfg.lr)
+    sampler = torch.Generator(device=device).manual_seed(seed)
+    timings = {"rollout": 0.0, "update": 0.0}
+
+    def ppo_iteration():
+        _sync(device)
+        t0 = time.perf_counter()
+        batch_ = rollout(policy, ref, rm, tokenizer, tasks, ppo_cfg, ppo_cfg.kl_coef, sampler)
+        _sync(device)
+        t1 = time.perf_counter()
+        ppo_update(policy, optimizer, batch_, ppo_cfg, generator, 0, precision)
+        _sync(device)
+        timings["rollout"] += t1 - t0
+        timings["update"] += time.perf_counter() - t1
+    seconds = _timeit(ppo_iteration, device, repeats)
+    share = timings["rollout"] / (timings["rollout"] + timings["update"])
+    result["ppo_iteration"] = {"seconds": round(seconds, 4), "episodes": batch,
+                               "episodes_per_second": round(batch / seconds, 1),
+                               "rollout_share": round(share, 3)}
+    echo(f"PPO: {batch / seconds:.1f} episodes/s, {100 * share:.0f}% of the time in the rollout")
+    return result
+
+
+def write(result: dict, out: str | Path) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))

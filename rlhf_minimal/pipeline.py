@@ -1,0 +1,235 @@
+"""The whole pipeline: stages 0-3 with the stage cache, one evaluation, one report (chapter 6).
+
+``run_pipeline`` trains (or loads) the base model, the SFT model, the reward model and the PPO
+policy, then scores base, SFT, best-of-n and PPO the same way on the held-out evaluation prompts:
+sampled at the training temperature and greedy. It returns a JSON-ready report; ``summary_text``
+turns it into the table the command line prints (``python -m rlhf_minimal run``).
+
+``size_sweep`` is InstructGPT's headline in miniature: three network sizes, each as base, SFT and
+PPO (all against the one medium reward model), scored by win rate against the medium SFT model.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import cache
+from .device import describe_environment, pick_device
+from .judge import GoldJudge
+from .scale import current_scale
+
+MODELS = ("base", "sft", "best_of_n", "ppo")
+LABELS = {"base": "base", "sft": "SFT", "best_of_n": "best-of-n", "ppo": "PPO"}
+
+
+def win_rate(scores_a: list[float], scores_b: list[float]) -> float:
+    """Share of prompts on which A's gold score beats B's; a tie counts half."""
+    if len(scores_a) != len(scores_b) or not scores_a:
+        raise ValueError("win_rate needs two equally long, non-empty lists of scores (one per prompt)")
+    wins = sum(a > b for a, b in zip(scores_a, scores_b))
+    ties = sum(a == b for a, b in zip(scores_a, scores_b))
+    return round((wins + 0.5 * ties) / len(scores_a), 4)
+
+
+def _timed(name: str, fn, stages: dict, echo):
+    echo(f"[{name}] ...")
+    before, start = len(cache.BUILT), time.time()
+    result = fn()
+    seconds = round(time.time() - start, 1)
+    built = len(cache.BUILT) > before
+    stages[name] = {"seconds": seconds, "built": built}
+    echo(f"[{name}] {'trained' if built else 'loaded from the cache'} in {seconds:.1f} s")
+    return result
+
+
+def _model_row(entry: dict, sft_scores: list) -> dict:
+    row = {"gold_score": entry["gold_score"], "acceptable": entry["table"]["all"]["acceptable"],
+           "hallucination": entry["hallucination"], "win_rate_vs_sft": win_rate(entry["scores"], sft_scores)}
+    if "kl" in entry:
+        row["kl_to_sft"] = entry["kl"]
+    return row
+
+
+def evaluate_base(base, sft, tokenizer, world, ppo_cfg, seed: int) -> dict:
+    """The base model decoded exactly as :func:`rlhf_minimal.ppo.evaluate_ppo` decodes the others."""
+    from .ppo import compare_policies
+
+    tasks = [t for t in world.splits["eval"] if t.lang == "a"]
+    result = compare_policies({"base": base}, GoldJudge(world), tokenizer, tasks, sft,
+                              ppo_cfg.temperature, ppo_cfg.max_new_tokens, seed + 100)
+    for entry in (result["sampled"]["base"], result["greedy"]["base"]):
+        entry["scores"] = [v.score for v in entry.pop("verdicts")]
+    return result
+
+
+def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
+                 out: str | Path | None = None, echo=print) -> dict:
+    """Stages 0-3 for ``scale`` and ``seed`` (``fresh``: rebuild every stage, ignoring the cache),
+    then the evaluation. Returns the report; writes it as JSON to ``out`` when given."""
+    from .ppo import ppo_policy
+    from .pretrain import base_model
+    from .reward import reward_model
+    from .sft import sft_model
+
+    scale = current_scale(scale)
+    device = torch.device(device) if device is not None else pick_device()
+    stages: dict = {}
+    start = time.time()
+    echo(f"rlhf_minimal pipeline: scale {scale}, seed {seed}, device {device}"
+         + (", ignoring the cache" if fresh else f", cache {cache.cache_root()}"))
+    world, tokenizer, base, base_log = _timed(
+        "pretrain", lambda: base_model(scale, seed, fresh, device), stages, echo)
+    _, _, sft, sft_log = _timed("sft", lambda: sft_model(scale, seed, fresh, device), stages, echo)
+    _, _, rm, rm_info = _timed("reward", lambda: reward_model(scale, seed, fresh, device), stages, echo)
+    _, _, policy, ppo_info = _timed("ppo", lambda: ppo_policy(scale, seed, fresh, device), stages, echo)
+    for name, log in (("pretrain", base_log), ("sft", sft_log), ("reward", rm_info["log"]),
+                      ("ppo", ppo_info["log"])):
+        stages[name]["train_seconds"] = log.get("seconds")
+    echo("[evaluate] base model ...")
+    eval_start = time.time()
+    base_eval = evaluate_base(base, sft, tokenizer, world, ppo_info["config"], seed)
+    stages["evaluate_base"] = {"seconds": round(time.time() - eval_start, 1), "built": None}
+
+    evaluation = ppo_info["evaluation"]
+    n_best = next(k for k in evaluation["sampled"] if k.startswith("best_of_"))
+    results = {}
+    for decoding in ("sampled", "greedy"):
+        entries = {"base": base_eval[decoding]["base"], **evaluation[decoding]}
+        sft_scores = entries["sft"]["scores"]
+        results[decoding] = {}
+        for name in MODELS:
+            key = n_best if name == "best_of_n" else name
+            if key in entries:
+                results[decoding][name] = _model_row(entries[key], sft_scores)
+    families = {decoding: {name: {f: row["score"] for f, row in evaluation[decoding][name]["table"].items()}
+                           for name in ("sft", "ppo")} for decoding in ("sampled", "greedy")}
+    rm_eval = rm_info["evaluation"]
+    env = describe_environment()
+    report = {
+        "scale": scale, "seed": seed, "device": str(device), "gpu": env["gpu"],
+        "precision": ppo_info["log"].get("precision"),
+        "versions": {k: env[k] for k in ("python", "torch", "rlhf_minimal", "transformers", "datasets")},
+        "platform": env["platform"], "cpu_threads": env["cpu_threads"],
+        "peak_gpu_memory_gb": (round(torch.cuda.max_memory_allocated() / 2**30, 3)
+                               if device.type == "cuda" else None),
+        "stages": stages,
+        "total_seconds": round(time.time() - start, 1),
+        "best_of_n": int(n_best.split("_")[-1]),
+        "n_eval_prompts": evaluation["n_prompts"],
+        "results": results,
+        "families": families,
+        "reward_model": {"accuracy": rm_eval["accuracy"], "ceiling": rm_eval["ceiling"],
+                         "accuracy_vs_gold": rm_eval["accuracy_vs_gold"],
+                         "n_train_pairs": rm_eval["n_train_pairs"], "n_heldout_pairs": rm_eval["n_heldout_pairs"]},
+        "ppo_training": {"gold_score_first": ppo_info["log"]["gold_score"][0],
+                         "gold_score_last": ppo_info["log"]["gold_score"][-1],
+                         "kl_last": ppo_info["log"]["kl"][-1]},
+        "config": {"world": asdict(world.config), "pretrain_parameters": base_log.get("parameters"),
+                   "reward": {k: (list(v) if isinstance(v, tuple) else v)
+                              for k, v in asdict(rm_info["config"]).items()},
+                   "ppo": asdict(ppo_info["config"])},
+    }
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def summary_text(report: dict) -> str:
+    """The report as the plain-text tables the command line prints."""
+    lines = [f"scale {report['scale']}, seed {report['seed']}, device {report['device']}"
+             + (f" ({report['gpu']})" if report.get("gpu") else "")
+             + f", precision {report['precision']}", "",
+             f"{'stage':<14}{'seconds':>9}  from",]
+    for name, row in report["stages"].items():
+        source = {True: "trained now", False: "cache", None: ""}[row["built"]]
+        lines.append(f"{name:<14}{row['seconds']:>9.1f}  {source}")
+    lines.append(f"{'total':<14}{report['total_seconds']:>9.1f}")
+    if report.get("peak_gpu_memory_gb") is not None:
+        lines.append(f"peak GPU memory {report['peak_gpu_memory_gb']:.2f} GB")
+    n = report["best_of_n"]
+    lines += ["", f"gold judge on {report['n_eval_prompts']} held-out prompts "
+              "(win rate vs SFT: ties count half; KL in nats per response)"]
+    header = f"{'model':<13}{'decoding':<9}{'gold':>7}{'accept':>8}{'win vs SFT':>11}{'made up':>9}{'KL':>7}"
+    lines.append(header)
+    for decoding in ("sampled", "greedy"):
+        for name, row in report["results"][decoding].items():
+            label = f"best-of-{n}" if name == "best_of_n" else LABELS[name]
+            kl = f"{row['kl_to_sft']:>7.2f}" if "kl_to_sft" in row else f"{'':>7}"
+            lines.append(f"{label:<13}{decoding:<9}{row['gold_score']:>7.3f}{row['acceptable']:>8.3f}"
+                         f"{row['win_rate_vs_sft']:>11.3f}{row['hallucination']:>9.2f}{kl}")
+    rm = report["reward_model"]
+    lines += ["", f"reward model: held-out accuracy {rm['accuracy']:.3f} (ceiling {rm['ceiling']:.3f}), "
+              f"agrees with the gold order on {rm['accuracy_vs_gold']:.3f} of pairs"]
+    return "\n".join(lines)
+
+
+# InstructGPT's data (Ouyang et al. 2022, section 3 and appendix A): prompts per stage, and the
+# tokens GPT-3 was pretrained on (Brown et al. 2020).
+INSTRUCTGPT_DATA = {"pretraining tokens": 300e9, "SFT prompts": 13e3, "reward-model prompts": 33e3,
+                    "PPO prompts": 31e3}
+
+
+def data_scale(scale: str | None = None, seed: int = 0) -> list[dict]:
+    """How much data each stage uses at ``scale``, beside InstructGPT's (chapter 6's table).
+
+    Pretraining counts the tokens the base model is trained on; the other stages count prompts
+    (the reward model's include its held-out share).
+    """
+    from .pretrain import PretrainConfig
+    from .world import WorldConfig, make_world
+
+    scale = current_scale(scale)
+    world = make_world(config=WorldConfig.preset(scale, seed))
+    pre = PretrainConfig.preset(scale)
+    ours = {"pretraining tokens": pre.steps * pre.batch_size * pre.window,
+            "SFT prompts": len(world.splits["sft"]), "reward-model prompts": len(world.splits["rm"]),
+            "PPO prompts": len(world.splits["rl"])}
+    return [{"what": k, "ours": ours[k], "instructgpt": INSTRUCTGPT_DATA[k]} for k in ours]
+
+
+def size_sweep(scale: str | None = None, seed: int = 0, sizes=("small", "medium", "large"),
+               device=None, echo=print) -> dict:
+    """Base, SFT and PPO at each network size, every PPO run against the medium reward model;
+    each decoded like :func:`run_pipeline` and scored by win rate against the medium SFT model.
+
+    Returns ``{"sizes": [...], "parameters": {size: n}, "sampled"|"greedy": {size: {model: win}},
+    "gold": {decoding: {size: {model: mean gold score}}}}``.
+    """
+    from .ppo import compare_policies, ppo_policy
+    from .pretrain import base_model
+    from .sft import sft_model
+
+    scale = current_scale(scale)
+    device = torch.device(device) if device is not None else pick_device()
+    out = {"sizes": list(sizes), "parameters": {}, "sampled": {}, "greedy": {},
+           "gold": {"sampled": {}, "greedy": {}}, "seconds": {}}
+    _, _, reference, _ = sft_model(scale, seed, device=device)
+    entries = {}
+    for size in sizes:
+        echo(f"[size {size}] base, SFT and PPO ...")
+        start = time.time()
+        world, tokenizer, base, _ = base_model(scale, seed, device=device, size=size)
+        _, _, sft, _ = sft_model(scale, seed, device=device, size=size)
+        _, _, policy, info = ppo_policy(scale, seed, device=device, size=size)
+        tasks = [t for t in world.splits["eval"] if t.lang == "a"]
+        cfg = info["config"]
+        entries[size] = compare_policies({"base": base, "sft": sft, "ppo": policy}, GoldJudge(world),
+                                         tokenizer, tasks, reference, cfg.temperature,
+                                         cfg.max_new_tokens, seed + 100)
+        out["parameters"][size] = base.num_parameters()
+        out["seconds"][size] = round(time.time() - start, 1)
+    for decoding in ("sampled", "greedy"):
+        ref_scores = [v.score for v in entries["medium" if "medium" in entries else sizes[0]][decoding]["sft"]["verdicts"]]
+        for size in sizes:
+            out[decoding][size], out["gold"][decoding][size] = {}, {}
+            for name, entry in entries[size][decoding].items():
+                scores = [v.score for v in entry["verdicts"]]
+                out[decoding][size][name] = win_rate(scores, ref_scores)
+                out["gold"][decoding][size][name] = entry["gold_score"]
+    return out

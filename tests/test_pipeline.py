@@ -1,0 +1,135 @@
+"""The whole pipeline (chapter 6): the report, the command line, the benchmark, the GPU script,
+and the mixed-precision and NaN guards every stage uses."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlhf_minimal.__main__ import main
+from rlhf_minimal.pipeline import summary_text, win_rate
+from rlhf_minimal.train import FiniteGuard, Precision, TrainingDiverged
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_win_rate_counts_ties_half():
+    assert win_rate([1, 0, 0.5, 0.2], [0, 0, 0.5, 0.3]) == pytest.approx((1 + 0.5 * 2) / 4)
+    assert win_rate([0.3] * 5, [0.3] * 5) == 0.5
+    with pytest.raises(ValueError, match="equally long"):
+        win_rate([1, 2], [1])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--scale", "big"], "invalid choice: 'big'"),
+    (["run", "--sed", "1"], "unrecognized arguments: --sed"),
+    (["run", "--seed", "-3"], "--seed must be a non-negative integer"),
+    (["run", "--device", "tpu"], "--device must be cpu or cuda"),
+    (["bench", "--threads", "0"], "--threads must be at least 1"),
+    (["fly"], "invalid choice: 'fly'"),
+    ([], "required"),
+])
+def test_command_line_refuses_bad_flags_with_clear_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_asking_for_cuda_without_a_gpu_says_so(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--device", "cuda"])
+    assert "torch sees no CUDA GPU" in capsys.readouterr().err
+
+
+def test_pipeline_report_at_ci_scale(tmp_path, capsys):
+    """One command runs stages 0-3 and writes a report whose numbers agree with each other."""
+    out = tmp_path / "report.json"
+    assert main(["run", "--scale", "ci", "--seed", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["scale"] == "ci" and report["seed"] == 0 and report["device"] == "cpu"
+    assert set(report["stages"]) == {"pretrain", "sft", "reward", "ppo", "evaluate_base"}
+    assert report["precision"] == "fp32" and report["versions"]["torch"] == torch.__version__
+    for decoding in ("sampled", "greedy"):
+        rows = report["results"][decoding]
+        assert rows["sft"]["win_rate_vs_sft"] == 0.5  # against itself: all ties
+        assert {"base", "sft", "ppo"} <= set(rows)
+        for row in rows.values():
+            assert -1.5 <= row["gold_score"] <= 1 and 0 <= row["win_rate_vs_sft"] <= 1
+            assert 0 <= row["hallucination"] <= 1
+    assert "best_of_n" in report["results"]["sampled"] and report["best_of_n"] == 16
+    assert report["results"]["sampled"]["ppo"]["kl_to_sft"] >= 0
+    rm = report["reward_model"]
+    assert 0.5 < rm["accuracy"] <= 1 and 0.5 < rm["ceiling"] <= 1
+    # the table printed is the report's
+    assert summary_text(report) in printed and f"{rm['ceiling']:.3f}" in printed
+    # a second run loads every stage from the cache and gives the same numbers
+    again = tmp_path / "again.json"
+    main(["run", "--scale", "ci", "--out", str(again)])
+    second = json.loads(again.read_text())
+    assert not any(second["stages"][s]["built"] for s in ("pretrain", "sft", "reward", "ppo"))
+    assert second["results"] == report["results"]
+
+
+def test_bench_writes_every_number(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--scale", "ci", "--device", "cpu", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    gen = result["generation"]
+    assert gen["with_cache"]["tokens_per_second"] > 0 and gen["without_cache"]["tokens_per_second"] > 0
+    assert gen["kv_cache_speedup"] == pytest.approx(
+        gen["without_cache"]["seconds"] / gen["with_cache"]["seconds"], rel=0.02)
+    assert set(result["training"]) == {"pretrain", "sft", "reward"}
+    assert all(row["tokens_per_second"] > 0 for row in result["training"].values())
+    assert 0 < result["ppo_iteration"]["rollout_share"] < 1
+
+
+def test_gpu_check_script_runs_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.sh, with the CPU standing in for the GPU and ci sizes for both scales."""
+    env = {**os.environ, "DEVICE": "cpu", "SMALL": "ci", "BIG": "ci", "FRESH": "", "PYTHON": sys.executable}
+    run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for name in ("bench_ci_on_cpu2.json", "bench_ci_on_cpu.json", "run_ci_on_cpu.json", "summary.json"):
+        assert (tmp_path / name).exists(), name
+    assert "KV-cache speed-up" in run.stdout and "whole pipeline, scale ci" in run.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "small_config_ratio" in summary and summary["run_ci"]["total_seconds"] > 0
+
+
+def test_precision_on_cpu_is_plain_fp32_training():
+    precision = Precision("cpu")
+    assert precision.dtype is None and precision.name == "fp32"
+    torch.manual_seed(0)
+    a = torch.nn.Linear(4, 2)
+    b = torch.nn.Linear(4, 2)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(8, 4)
+    opt_a, opt_b = torch.optim.AdamW(a.parameters(), 1e-2), torch.optim.AdamW(b.parameters(), 1e-2)
+    with precision.autocast():
+        loss = (a(x) ** 2).mean() * 100
+    precision.step(loss, a, opt_a, max_grad_norm=0.5)
+    (b(x) ** 2).mean().mul(100).backward()
+    torch.nn.utils.clip_grad_norm_(b.parameters(), 0.5)
+    opt_b.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_finite_guard_stops_at_the_first_bad_step_even_when_deferred():
+    guard = FiniteGuard("demo", "cpu", every=3)
+    guard(torch.tensor(1.0), 0)
+    guard(torch.tensor(float("nan")), 1)   # recorded, not yet read
+    with pytest.raises(TrainingDiverged, match="demo: the loss became nan at step 1"):
+        guard(torch.tensor(2.0), 2)         # third call reads the record
+    late = FiniteGuard("demo", "cpu", every=10)
+    late(torch.tensor(float("inf")), 7)
+    with pytest.raises(TrainingDiverged, match="at step 7"):
+        late.close()
+    with pytest.raises(TrainingDiverged, match="at step 0"):
+        FiniteGuard("demo", "cpu")(torch.tensor(float("nan")), 0)  # every step on the CPU
