@@ -144,7 +144,7 @@ class HFCausalLM(nn.Module):
                                  **{self._cache_argument: past_kv})
         hidden = out.last_hidden_state
         if cache is not None:
-            cache.hf = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+            cache.hf = out["cache"] if "cache" in out else out["past_key_values"]
             cache.length = total
         if self.config.head == "scalar":
             result = self.head(hidden).squeeze(-1)
