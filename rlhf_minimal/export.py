@@ -79,7 +79,7 @@ from pathlib import Path
 
 import torch
 
-from .model import GPT
+from .model import GPT, position_ids  # noqa: F401  (position_ids: part of this module's interface)
 from .reward import RewardModel
 from .tokenizer import _TOKEN, EOS, PAD, Tokenizer
 
@@ -261,11 +261,6 @@ def export_reward_model(rm: RewardModel, path: str | Path):
 
 
 # ----------------------------------------------------------------------------- using them
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Our positions: the number of real tokens before each token (0 on left padding)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
 
 def reward_inputs(hf_tokenizer, prompts: list[str], responses: list[str],
                   max_len: int | None = None, padding_side: str | None = None):

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .model import scalar_head
+from .model import position_ids, scalar_head
 
 
 @dataclass
@@ -137,7 +137,7 @@ class HFCausalLM(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones(B, total, dtype=torch.long, device=input_ids.device)
         if positions is None:
-            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            positions = position_ids(attention_mask)[:, past:]
         past_kv = getattr(cache, "hf", None) if cache is not None else None
         out = self.hf.base_model(input_ids=input_ids, attention_mask=attention_mask.long(),
                                  position_ids=positions, use_cache=cache is not None,

@@ -233,6 +233,13 @@ def _pairs_dataset(rows: list[dict]) -> Dataset:
                               for r in rows])
 
 
+def _train_timed(trainer):
+    """Run ``trainer.train()``; the trained model (in eval mode), the seconds it took, and the log."""
+    start = time.time()
+    trainer.train()
+    return trainer.model.eval(), time.time() - start, _log_history(trainer)
+
+
 def _log_history(trainer) -> list[dict]:
     return [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in entry.items()}
             for entry in trainer.state.log_history]
@@ -419,11 +426,7 @@ def train_trl_reward_model(sft_model: GPT, tokenizer, rows, heldout_rows, epochs
                               max_steps=max_steps if max_steps is not None else -1,
                               logging_steps=logging_steps, overrides=config_overrides)
     _check_reward_ids(trainer, tokenizer, rows)
-    start = time.time()
-    trainer.train()
-    seconds = time.time() - start
-    model = trainer.model.eval()
-    log = _log_history(trainer)
+    model, seconds, log = _train_timed(trainer)
     info = {"heldout_accuracy": hf_pairwise_accuracy(model, hf_tok, heldout),
             "train_accuracy": hf_pairwise_accuracy(model, hf_tok, rows[:2000]),
             "seconds": round(seconds, 2), "steps": trainer.state.global_step,
@@ -655,11 +658,7 @@ def train_trl_dpo(sft_model: GPT, tokenizer, rows, beta: float = 0.1, epochs: in
     trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=_pairs_dataset(rows),
                          processing_class=hf_tok)
     _check_dpo_ids(trainer, tokenizer, rows)
-    start = time.time()
-    trainer.train()
-    seconds = time.time() - start
-    model = trainer.model.eval()
-    log = _log_history(trainer)
+    model, seconds, log = _train_timed(trainer)
     info = {"seconds": round(seconds, 2), "steps": trainer.state.global_step,
             "loss": [e["loss"] for e in log if "loss" in e], "log": log, "n_pairs": len(rows),
             "config": {"beta": beta, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,

@@ -122,7 +122,7 @@ class GPT(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones(B, total, dtype=torch.long, device=input_ids.device)
         if positions is None:
-            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            positions = position_ids(attention_mask)[:, past:]
         query_index = torch.arange(past, total, device=input_ids.device)[:, None]
         key_index = torch.arange(total, device=input_ids.device)[None, :]
         # Each query sees earlier real tokens, and always itself (so a pad row is never all -inf).
@@ -146,6 +146,12 @@ class GPT(nn.Module):
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
         model.load_state_dict(state, strict=False)
         return model
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Our positions: the number of real tokens before each token (0 on left padding), so a
+    sequence's logits do not depend on how much padding it got."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 class KVCache:
