@@ -43,6 +43,8 @@ STAGE_CODE = {
                "evaluate", "preference", "reward"),
     "ppo": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge",
             "evaluate", "preference", "reward", "ppo"),
+    "dpo": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge",
+            "evaluate", "preference", "reward", "ppo", "dpo"),
 }
 
 

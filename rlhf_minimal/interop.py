@@ -729,16 +729,24 @@ def evaluate_policy_text(policies: dict, sft_model: GPT, tokenizer, judge, tasks
 
 
 def comparison_table(evaluation: dict, seconds: dict | None = None) -> list[dict]:
-    """One row per policy from :func:`evaluate_policy_text`: sampled and greedy gold score,
-    acceptable rate (macro over families), hallucination rate, KL to SFT and, when given in
-    ``seconds`` (name -> training wall-clock), the training seconds."""
+    """One row per policy from :func:`evaluate_policy_text`: sampled and greedy gold score, win
+    rate against the policy named ``"sft"`` (when there is one; ties count half), acceptable rate
+    (macro over families), hallucination rate, KL to SFT and, when given in ``seconds``
+    (name -> training wall-clock), the training seconds."""
+    from .pipeline import win_rate
+
     if "sampled" not in evaluation or "greedy" not in evaluation:
         raise ValueError("evaluation must be what evaluate_policy_text returns (with 'sampled' and 'greedy')")
     seconds = seconds or {}
     rows = []
     for name, sampled in evaluation["sampled"].items():
         greedy = evaluation["greedy"][name]
+        wins = {}
+        for decoding, entry in (("sampled", sampled), ("greedy", greedy)):
+            sft = evaluation[decoding].get("sft")
+            wins[decoding] = win_rate(entry["scores"], sft["scores"]) if sft is not None else math.nan
         rows.append({"policy": name, "gold_sampled": sampled["gold_score"], "gold_greedy": greedy["gold_score"],
+                     "win_vs_sft_sampled": wins["sampled"], "win_vs_sft_greedy": wins["greedy"],
                      "acceptable_sampled": sampled["table"].get("all", {}).get("acceptable", math.nan),
                      "hallucination_sampled": sampled["hallucination"], "kl_to_sft": sampled.get("kl", math.nan),
                      "train_seconds": seconds.get(name, math.nan)})

@@ -22,8 +22,8 @@ from .device import describe_environment, pick_device
 from .judge import GoldJudge
 from .scale import current_scale
 
-MODELS = ("base", "sft", "best_of_n", "ppo")
-LABELS = {"base": "base", "sft": "SFT", "best_of_n": "best-of-n", "ppo": "PPO"}
+MODELS = ("base", "sft", "best_of_n", "ppo", "writers")
+LABELS = {"base": "base", "sft": "SFT", "best_of_n": "best-of-n", "ppo": "PPO", "writers": "writers"}
 
 
 def win_rate(scores_a: list[float], scores_b: list[float]) -> float:
@@ -52,6 +52,18 @@ def _model_row(entry: dict, sft_scores: list) -> dict:
     if "kl" in entry:
         row["kl_to_sft"] = entry["kl"]
     return row
+
+
+def writers_entry(world, tasks) -> dict:
+    """The demonstration writers' own answer to each prompt (:func:`rlhf_minimal.world.ideal_response`),
+    scored like a model. It is the ceiling of the table: a policy that always answered like the
+    careful writer would reach this win rate against SFT and no more, since ties count half."""
+    from .ppo import _gold_entry
+    from .world import ideal_response
+
+    entry = _gold_entry(tasks, [ideal_response(world, t) for t in tasks], GoldJudge(world))
+    entry["scores"] = [v.score for v in entry.pop("verdicts")]
+    return entry
 
 
 def evaluate_base(base, sft, tokenizer, world, ppo_cfg, seed: int) -> dict:
@@ -95,10 +107,12 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
     stages["evaluate_base"] = {"seconds": round(time.time() - eval_start, 1), "built": None}
 
     evaluation = ppo_info["evaluation"]
+    by_prompt = {t.prompt: t for t in world.splits["eval"]}
+    writers = writers_entry(world, [by_prompt[p] for p in evaluation["prompts"]])
     n_best = next(k for k in evaluation["sampled"] if k.startswith("best_of_"))
     results = {}
     for decoding in ("sampled", "greedy"):
-        entries = {"base": base_eval[decoding]["base"], **evaluation[decoding]}
+        entries = {"base": base_eval[decoding]["base"], **evaluation[decoding], "writers": writers}
         sft_scores = entries["sft"]["scores"]
         results[decoding] = {}
         for name in MODELS:
@@ -160,9 +174,13 @@ def summary_text(report: dict) -> str:
     for decoding in ("sampled", "greedy"):
         for name, row in report["results"][decoding].items():
             label = f"best-of-{n}" if name == "best_of_n" else LABELS[name]
+            if name == "writers":
+                label = "writers*"
             kl = f"{row['kl_to_sft']:>7.2f}" if "kl_to_sft" in row else f"{'':>7}"
             lines.append(f"{label:<13}{decoding:<9}{row['gold_score']:>7.3f}{row['acceptable']:>8.3f}"
                          f"{row['win_rate_vs_sft']:>11.3f}{row['hallucination']:>9.2f}{kl}")
+    if any("writers" in rows for rows in report["results"].values()):
+        lines.append("* the demonstration writers' own answers: the best a policy can do on this table")
     rm = report["reward_model"]
     lines += ["", f"reward model: held-out accuracy {rm['accuracy']:.3f} (ceiling {rm['ceiling']:.3f}), "
               f"agrees with the gold order on {rm['accuracy_vs_gold']:.3f} of pairs"]

@@ -208,7 +208,8 @@ def plot_pipeline_results(report: dict):
         for x, y in zip(xs, ys):
             right.text(x, y + 0.01, f"{y:.2f}", ha="center", fontsize=8)
     right.axhline(0.5, color="black", linewidth=0.8, linestyle=":")
-    labels = {"best_of_n": f"best-of-{report['best_of_n']}", "sft": "SFT", "ppo": "PPO", "base": "base"}
+    labels = {"best_of_n": f"best-of-{report['best_of_n']}", "sft": "SFT", "ppo": "PPO", "base": "base",
+              "writers": "writers\n(ceiling)"}
     right.set_xticks(range(len(names)), [labels.get(n, n) for n in names])
     right.set(ylim=(0, 1), ylabel="win rate vs SFT (gold judge)",
               title=f"{report['n_eval_prompts']} held-out prompts, ties count half")
@@ -252,3 +253,89 @@ def plot_size_sweep(sweep: dict):
     axes[0].set_ylim(0, 1)
     axes[0].legend(fontsize=8)
     return fig
+
+
+def plot_unanswerable_outcomes(study: dict):
+    """Stacked bars per policy (sampled and greedy): how the held-out unanswerable questions were
+    answered: declined, made up, or something else. ``study`` is from
+    :func:`rlhf_minimal.hallucination.hallucination_study`."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained", sharey=True)
+    first = next(iter(study.values()))
+    for ax, decoding in zip(axes, ("sampled", "greedy")):
+        bars = [("SFT", first[f"sft_{decoding}"])]
+        bars += [(f"PPO,\n{name}", entry[f"ppo_{decoding}"]) for name, entry in study.items()]
+        bottom = [0.0] * len(bars)
+        for i, outcome in enumerate(("declined", "made up", "other")):
+            heights = [b[outcome] for _, b in bars]
+            ax.bar(range(len(bars)), heights, 0.6, bottom=bottom, color=OKABE_ITO[[2, 5, 7][i]],
+                   hatch=["", "//", ".."][i], edgecolor="white", label=outcome)
+            bottom = [b + h for b, h in zip(bottom, heights)]
+        ax.set_xticks(range(len(bars)), [name for name, _ in bars])
+        ax.set(ylim=(0, 1), title=f"{decoding} answers to unanswerable questions")
+    axes[0].set_ylabel(f"share of {first['sft_sampled']['n']} prompts")
+    axes[1].legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def plot_language_transfer(study: dict, decoding: str = "greedy"):
+    """Gold score of base, SFT and PPO on the same held-out prompts asked in language A and in
+    language B, beside the share of answers written in B. ``study`` is from
+    :func:`rlhf_minimal.generalization.generalization_study`."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
+    models = list(study[decoding])
+    for i, lang in enumerate(("a", "b")):
+        xs = [j + (i - 0.5) * 0.38 for j in range(len(models))]
+        left.bar(xs, [study[decoding][m][lang]["gold_score"] for m in models], 0.38, color=OKABE_ITO[i],
+                 hatch=["", "//"][i], edgecolor="white", label=f"asked in language {lang.upper()}")
+        right.bar(xs, [study[decoding][m][lang]["answers_in_b"] for m in models], 0.38, color=OKABE_ITO[i],
+                  hatch=["", "//"][i], edgecolor="white", label=f"asked in language {lang.upper()}")
+    names = {"base": "base", "sft": "SFT", "ppo": "PPO"}
+    for ax in (left, right):
+        ax.set_xticks(range(len(models)), [names.get(m, m) for m in models])
+        ax.legend(fontsize=8)
+    left.set(ylabel="mean gold score", title=f"Following instructions ({decoding})")
+    right.set(ylabel="share of answers in B", ylim=(0, 1), title="Answering in the asker's language")
+    return fig
+
+
+def plot_overoptimization(study: dict):
+    """Gao et al.'s picture: proxy (dashed) and gold (solid) reward against sqrt(KL) for
+    best-of-n and for PPO at each KL coefficient, with the fitted functional forms (dotted).
+    ``study`` is from :func:`rlhf_minimal.overoptimization.overoptimization_study`."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    bon = study["best_of_n"]
+    ax = axes[0]
+    ax.plot(bon["d"], bon["proxy"], "o--", color=OKABE_ITO[1], label="proxy (reward model)")
+    ax.plot(bon["d"], bon["gold"], "o-", color=OKABE_ITO[0], label="gold (judge)")
+    ax.plot(bon["d"], bon["fit"]["fitted"], ":", color="black", label="fit d(α - βd)")
+    for n, d, g in zip(bon["n"], bon["d"], bon["gold"]):
+        ax.annotate(f"n={n}", (d, g), fontsize=7, textcoords="offset points", xytext=(0, -11), ha="center")
+    ax.set(title="Best-of-n", xlabel="sqrt(KL) to SFT (nats^½)", ylabel="reward gain (SFT standard deviations)")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for i, (beta, curve) in enumerate(study["rl"].items()):
+        colour = OKABE_ITO[[0, 2, 3, 5][i % 4]]
+        ax.plot(curve["d"], curve["proxy"], "--", color=colour, alpha=0.8, label=f"proxy, β = {beta}")
+        ax.plot(curve["d"], curve["gold"], "-", color=colour, label=f"gold, β = {beta}")
+        ax.plot(curve["d"], curve["fit"]["fitted"], ":", color=colour)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set(title="PPO (dotted: fit d(α - β log d))", xlabel="sqrt(KL) to SFT (nats^½)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_gold_vs_kl(points: dict, bon: dict | None = None, ax=None):
+    """Gold score against KL to SFT: one marker per policy (``{name: (kl, gold)}``) and, optionally,
+    the best-of-n curve (``{"kl": [...], "gold_score": [...], "n": [...]}``)."""
+    ax = _axes(ax, figsize=(6.4, 3.8))
+    if bon is not None:
+        ax.plot(bon["kl"], bon["gold_score"], "o--", color=OKABE_ITO[4], label="best-of-n")
+        for n, k, g in zip(bon["n"], bon["kl"], bon["gold_score"]):
+            ax.annotate(f"{n}", (k, g), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    markers = ["s", "^", "D", "v", "P", "X"]
+    for i, (name, (kl, gold)) in enumerate(points.items()):
+        ax.plot([kl], [gold], markers[i % len(markers)], markersize=9, color=OKABE_ITO[i % 7], label=name)
+    ax.set(xlabel="KL to SFT (nats per response)", ylabel="mean gold score (sampled)",
+           title="What each method buys for its KL")
+    ax.legend(fontsize=8)
+    return ax

@@ -488,11 +488,13 @@ def compare_policies(models: dict, judge: GoldJudge, tokenizer, tasks: list[Task
 
 
 def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
-               size: str = "medium", **overrides):
+               size: str = "medium", reward: dict | None = None, **overrides):
     """The PPO policy for ``scale`` and ``seed`` (cached), trained from the cached SFT and reward
     models on the RL prompts. ``overrides`` change fields of :class:`PPOConfig`. ``size`` (small,
     medium, large) starts from the SFT model of that size; every size trains against the same
     (medium) reward model, as InstructGPT used one reward model for all its policy sizes.
+    ``reward`` changes fields of the reward model's :class:`~rlhf_minimal.reward.RewardConfig`
+    (for example ``{"priority": HELPFUL_FIRST}`` or ``{"max_prompts": 100}``).
 
     Returns ``(world, tokenizer, policy GPT, info)``; ``info`` holds the training log and the
     evaluation on held-out prompts: SFT, PPO and best-of-16, sampled and greedy (gold score per
@@ -503,7 +505,7 @@ def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
 
     scale = current_scale(scale)
     world, tokenizer, sft, _ = sft_model(scale, seed, device=device, size=size)
-    _, _, rm, rm_info = reward_model(scale, seed, device=device)
+    _, _, rm, rm_info = reward_model(scale, seed, device=device, **(reward or {}))
     cfg = PPOConfig(**{**asdict(PPOConfig.preset(scale)), **overrides})
     stage_cfg = {"scale": scale, "seed": seed, "size": size, "world": asdict(world.config), "ppo": asdict(cfg),
                  "reward": {k: (list(v) if isinstance(v, tuple) else v)

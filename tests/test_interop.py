@@ -223,6 +223,8 @@ def test_grpo_two_steps_gives_a_policy_the_evaluation_can_score(ci_world, tokeni
     assert len(result["greedy"]["grpo"]["responses"]) == 6
     table = interop.comparison_table(result, {"grpo": info["seconds"]})
     assert [r["policy"] for r in table] == ["sft", "grpo"] and table[1]["train_seconds"] == info["seconds"]
+    assert table[0]["win_vs_sft_sampled"] == table[0]["win_vs_sft_greedy"] == 0.5  # SFT against itself
+    assert 0 <= table[1]["win_vs_sft_sampled"] <= 1
 
     with pytest.raises(ValueError, match="beta"):
         interop.train_trl_grpo(sft, tokenizer, rm, tasks, beta=0.0, output_dir=tmp_path / "x")

@@ -64,6 +64,11 @@ def test_pipeline_report_at_ci_scale(tmp_path, capsys):
             assert 0 <= row["hallucination"] <= 1
     assert "best_of_n" in report["results"]["sampled"] and report["best_of_n"] == 16
     assert report["results"]["sampled"]["ppo"]["kl_to_sft"] >= 0
+    # the writers' answers are the table's ceiling: all acceptable, none made up, never beaten
+    for decoding in ("sampled", "greedy"):
+        rows = report["results"][decoding]
+        assert rows["writers"]["acceptable"] == 1.0 and rows["writers"]["hallucination"] == 0.0
+        assert rows["writers"]["win_rate_vs_sft"] == max(r["win_rate_vs_sft"] for r in rows.values())
     rm = report["reward_model"]
     assert 0.5 < rm["accuracy"] <= 1 and 0.5 < rm["ceiling"] <= 1
     # the table printed is the report's
