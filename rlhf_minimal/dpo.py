@@ -46,7 +46,7 @@ class DPOConfig:
             raise ValueError(f"beta must be positive, got {self.beta}: DPO divides the reward by it")
 
     @staticmethod
-    def preset(scale: str) -> DPOConfig:
+    def preset(scale: str) -> "DPOConfig":
         return {"ci": DPOConfig(epochs=1), "cpu": DPOConfig(),
                 "gpu": DPOConfig(prompts_per_batch=16, lr=5e-5)}[check_scale(scale)]
 
