@@ -37,7 +37,7 @@ class DPOConfig:
     beta: float = 0.1                # strength of the pull back to the reference (as in PPO's KL)
     epochs: int = 2
     prompts_per_batch: int = 8
-    lr: float = 1e-4
+    lr: float = 3e-5                 # at 1e-4 the policy drifts 3.9 nats from SFT and its greedy answers get worse
     warmup: int = 10
     batch_size: int = 128            # sequences per forward pass when computing reference log-probs
 
@@ -48,7 +48,7 @@ class DPOConfig:
     @staticmethod
     def preset(scale: str) -> "DPOConfig":
         return {"ci": DPOConfig(epochs=1), "cpu": DPOConfig(),
-                "gpu": DPOConfig(prompts_per_batch=16, lr=5e-5)}[check_scale(scale)]
+                "gpu": DPOConfig(prompts_per_batch=16)}[check_scale(scale)]
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
