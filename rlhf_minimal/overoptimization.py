@@ -80,8 +80,8 @@ def fit_gao(d, reward, form: str) -> dict:
     alpha, beta = torch.linalg.lstsq(X, rk[:, None]).solution.squeeze(1).tolist()
     fitted = d * (alpha - beta * (d if form == "bon" else torch.log(d.clamp(min=1e-12))))
     fitted = torch.where(d > 0, fitted, torch.zeros_like(fitted))
-    if beta > 0:
-        peak = alpha / (2 * beta) if form == "bon" else math.exp(alpha / beta - 1)
+    if beta > 0:  # with alpha <= 0 the fitted gold never rises: the peak is at the start
+        peak = max(alpha / (2 * beta), 0.0) if form == "bon" else math.exp(alpha / beta - 1)
     else:
         peak = math.inf  # no turn-over within the fitted form
     return {"alpha": alpha, "beta": beta, "peak_d": peak, "fitted": fitted.tolist()}

@@ -153,6 +153,12 @@ def test_fit_gao_recovers_known_parameters(form, alpha, beta):
     assert fit["fitted"][0] == 0.0
 
 
+def test_fit_gao_puts_the_peak_at_the_start_when_gold_never_rises():
+    d = [0.0, 0.5, 1.0, 1.5, 2.0]
+    fit = fit_gao(d, [-0.1 * x - 0.2 * x * x for x in d], "bon")
+    assert fit["alpha"] < 0 < fit["beta"] and fit["peak_d"] == 0.0
+
+
 def test_fit_gao_refuses_unknown_forms_and_too_few_points():
     with pytest.raises(ValueError, match="form"):
         fit_gao([0.5, 1.0], [0.1, 0.2], "linear")
