@@ -315,11 +315,14 @@ def plot_overoptimization(study: dict):
     ax = axes[1]
     for i, (beta, curve) in enumerate(study["rl"].items()):
         colour = OKABE_ITO[[0, 2, 3, 5][i % 4]]
-        ax.plot(curve["d"], curve["proxy"], "--", color=colour, alpha=0.8, label=f"proxy, β = {beta}")
-        ax.plot(curve["d"], curve["gold"], "-", color=colour, label=f"gold, β = {beta}")
-        ax.plot(curve["d"], curve["fit"]["fitted"], ":", color=colour)
+        # KL does not grow monotonically batch by batch: points, not a path, and the fit along d
+        ax.plot(curve["d"], curve["proxy"], "x", color=colour, alpha=0.6, markersize=4, label=f"proxy, β = {beta}")
+        ax.plot(curve["d"], curve["gold"], "o", color=colour, markersize=3.5, label=f"gold, β = {beta}")
+        order = sorted(range(len(curve["d"])), key=curve["d"].__getitem__)
+        ax.plot([curve["d"][i] for i in order], [curve["fit"]["fitted"][i] for i in order], ":", color=colour)
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set(title="PPO (dotted: fit d(α - β log d))", xlabel="sqrt(KL) to SFT (nats^½)")
+    ax.set(title="PPO: a point per batch; dotted: fit d(α - β log d)",
+           xlabel="sqrt(KL) to SFT (nats^½)")
     ax.legend(fontsize=8)
     return fig
 
