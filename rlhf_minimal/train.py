@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 
 import numpy as np
@@ -94,14 +95,30 @@ class Precision:
     * A GPU without it (the T4 of free Colab): fp16 autocast with loss scaling
       (``torch.amp.GradScaler``), since fp16 gradients underflow without it.
 
+    ``RLHF_PRECISION=fp16`` (or ``bf16``, ``fp32``) overrides the choice on a GPU: on an H100,
+    ``fp16`` trains with the T4's number format, which is how the course checks the Colab path.
+
     Use ``with precision.autocast():`` around the forward pass and ``precision.step(loss, ...)``
     for backward, clipping and the optimizer step.
     """
 
+    CHOICES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
     def __init__(self, device):
         self.device = torch.device(device)
+        asked = os.environ.get("RLHF_PRECISION", "").strip().lower()
+        if asked and asked not in self.CHOICES:
+            raise ValueError(f"RLHF_PRECISION={asked!r} is not a precision; use one of "
+                             f"{', '.join(self.CHOICES)} or leave it unset to let the device choose")
         if self.device.type != "cuda":
+            if asked not in ("", "fp32"):
+                raise ValueError(f"RLHF_PRECISION={asked} needs a CUDA GPU; on the CPU training is "
+                                 "fp32 (unset RLHF_PRECISION)")
             self.dtype = None
+        elif asked:
+            if asked == "bf16" and not torch.cuda.is_bf16_supported():
+                raise ValueError("RLHF_PRECISION=bf16, but this GPU has no bfloat16; use fp16")
+            self.dtype = self.CHOICES[asked]
         elif torch.cuda.is_bf16_supported():
             self.dtype = torch.bfloat16
         else:

@@ -107,6 +107,17 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path):
     assert "small_config_ratio" in summary and summary["run_ci"]["total_seconds"] > 0
 
 
+def test_precision_override_is_checked(monkeypatch):
+    monkeypatch.setenv("RLHF_PRECISION", "fp32")
+    assert Precision("cpu").name == "fp32"
+    monkeypatch.setenv("RLHF_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        Precision("cpu")
+    monkeypatch.setenv("RLHF_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="fp32, bf16, fp16"):
+        Precision("cpu")
+
+
 def test_precision_on_cpu_is_plain_fp32_training():
     precision = Precision("cpu")
     assert precision.dtype is None and precision.name == "fp32"
