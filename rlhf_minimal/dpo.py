@@ -141,7 +141,8 @@ def train_dpo(sft: GPT, tokenizer: Tokenizer, rows, cfg: DPOConfig, seed: int = 
                                           cfg.beta, torch.tensor(weights, device=device))
             guard(loss, step)
             precision.step(loss, policy, optimizer)
-            stats.append(torch.stack([loss.detach().float(), (r_c - r_r).mean(), (r_c > r_r).float().mean()]))
+            stats.append(torch.stack([loss.detach().float(), (r_c - r_r).mean(),
+                                       ((r_c > r_r).float() + 0.5 * (r_c == r_r).float()).mean()]))  # ties half
             log["step"].append(step)
             step += 1
             bar.update(1)

@@ -92,6 +92,7 @@ def test_dpo_learns_to_prefer_the_chosen_answer_and_is_reproducible():
     gap_after = (response_logprobs(policy, tok, prompts, ["good ."] * 2) - response_logprobs(policy, tok, prompts, ["bad ."] * 2))
     assert torch.all(gap_after > gap_before + 2.0)
     assert log["loss"][0] == pytest.approx(math.log(2), abs=1e-3) and log["loss"][-1] < 0.2
+    assert log["accuracy"][0] == 0.5  # policy = reference at the first step: every pair a tie, counted half
     assert log["accuracy"][-1] == 1.0
     _, log2 = train_dpo(_tiny(), tok, rows, cfg, seed=0, device="cpu")
     assert log2["loss"] == log["loss"]
