@@ -2,6 +2,11 @@
 #   make book   build the book (executes the labs at the scale in RLHF_SCALE, default: gpu if CUDA else cpu)
 #   make test   run every test (unit tests, every lab under nbval at the ci scale, the book build)
 # Both create .venv and install everything on first use.
+#
+# Two editions of the book, built from the same sources:
+#   make book           the instructor edition, into _build/html: each exercise's worked solution in a dropdown
+#   make book-student   the student edition, into _build/student/html: every solution left out
+#                       (sphinx-exercise's hide_solutions), and no page sources to download
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +14,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: book test venv clean clean-cache
+.PHONY: book book-student test venv clean clean-cache
 
 venv: $(STAMP)
 
@@ -33,6 +38,23 @@ book: venv
 	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; \
 	  echo "$$code" > _build/.package_fingerprint; fi
 	$(BIN)/jupyter-book build . --path-output .
+
+# The student edition: the same build with sphinx-exercise's hide_solutions on, so no {solution}
+# block reaches the HTML. The page sources hold the solutions, so they are neither copied into the
+# output nor offered for download. It shares the executed labs (and their cache) with `make book`.
+# tests/test_editions.py builds both editions with these flags.
+STUDENT_FLAGS := -D hide_solutions=1 -D html_copy_source=0 -D html_theme_options.use_download_button=false
+book-student: export RLHF_NONINTERACTIVE = 1
+book-student: export TQDM_DISABLE = 1
+book-student: export HF_DATASETS_DISABLE_PROGRESS_BARS = 1
+book-student: venv
+	$(BIN)/python -m rlhf_minimal.scale
+	@mkdir -p _build; code=$$($(BIN)/python -m rlhf_minimal.cache fingerprint); \
+	if [ "$$(cat _build/.package_fingerprint 2>/dev/null)" != "$$code" ]; then \
+	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; \
+	  echo "$$code" > _build/.package_fingerprint; fi
+	$(BIN)/jupyter-book config sphinx . > /dev/null
+	$(BIN)/sphinx-build -b html $(STUDENT_FLAGS) -d _build/student/.doctrees . _build/student/html
 
 # Order: scale check, the book build (warnings are errors, labs not executed: nbval runs them),
 # then one pytest run for the unit tests and nbval, so pytest's summary line is the last line.

@@ -1,28 +1,59 @@
-"""The exercise kit, and every lab's exercises: the reference passes, planted wrong answers fail,
-the untouched stub is 'not attempted', and nothing ever raises into the notebook."""
+"""The exercise kit, and every lab's exercises: the reference passes, planted wrong answers fail
+with a message that names the mistake, the untouched notebook stub is 'not attempted', and nothing
+ever raises into the notebook.
+
+Each question needs at least two planted wrong answers, registered in a ``PLANTED`` list: labs 00
+to 06 below, labs 08 and 09 in test_exercises_lab08_09.py, labs 10 and 11 in
+test_exercises_lab10_11.py. ``test_every_question_has_regression_cases`` fails for a question
+without them, so a new exercise cannot arrive untested."""
 import importlib
+import importlib.util
+import json
 import pkgutil
+import re
+from collections import namedtuple
+from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 import rlhf_minimal.exercises as kit
 from rlhf_minimal.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, Question, Incorrect
+from rlhf_minimal.exercises.lab03 import _reference_agreement
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# question: "labNN.qK"; mistake: what the student got wrong; answer: the wrong answer;
+# words: parts of the message that must appear (the part that names the mistake).
+Planted = namedtuple("Planted", "question mistake answer words")
 
 
-def _all_questions():
+def _question_ids():
+    """Every question of every lab module, as {"labNN.qK": Question}."""
+    found = {}
     for info in pkgutil.iter_modules(kit.__path__):
         module = importlib.import_module(f"rlhf_minimal.exercises.{info.name}")
         for name in sorted(vars(module)):
-            obj = getattr(module, name)
-            if isinstance(obj, Question):
-                yield pytest.param(obj, id=f"{info.name}.{name}")
+            if isinstance(getattr(module, name), Question):
+                found[f"{info.name}.{name}"] = getattr(module, name)
+    return found
+
+
+def _all_questions():
+    return [pytest.param(q, id=qid) for qid, q in _question_ids().items()]
+
+
+def _question(qid):
+    lab, name = qid.split(".")
+    return getattr(importlib.import_module(f"rlhf_minimal.exercises.{lab}"), name)
 
 
 def _stub(*args, **kwargs):
     raise NotImplementedError
 
 
-@pytest.mark.parametrize("question", list(_all_questions()))
+@pytest.mark.parametrize("question", _all_questions())
 def test_reference_passes_and_stubs_are_not_attempted(question):
     assert question.reference is not None, "every question needs a reference answer"
     assert question.evaluate(question.reference).status == CORRECT
@@ -31,7 +62,7 @@ def test_reference_passes_and_stubs_are_not_attempted(question):
     assert question.evaluate(_stub).status == NOT_ATTEMPTED
 
 
-@pytest.mark.parametrize("question", list(_all_questions()))
+@pytest.mark.parametrize("question", _all_questions())
 def test_a_crashing_answer_is_incorrect_not_an_exception(question):
     def crashes(*args, **kwargs):
         return 1 / 0
@@ -39,17 +70,8 @@ def test_a_crashing_answer_is_incorrect_not_an_exception(question):
     assert result.status == INCORRECT and "ZeroDivisionError" in result.message
 
 
-def test_lab00_planted_wrong_answers_fail_with_reasons():
-    from rlhf_minimal.exercises.lab00 import q1
-    everything = q1.evaluate(lambda v, m: v.mean())
-    assert everything.status == INCORRECT and "padding" in everything.message
-    wrong_divisor = q1.evaluate(lambda v, m: (v * m).mean())
-    assert wrong_divisor.status == INCORRECT and "divide" in wrong_divisor.message
-    not_tensor = q1.evaluate(lambda v, m: 3.0)
-    assert not_tensor.status == INCORRECT and "tensor" in not_tensor.message
-
-
-def test_check_hint_solution_print_and_never_raise(capsys):
+def test_check_hint_solution_print_and_never_raise(capsys, monkeypatch):
+    monkeypatch.delenv("RLHF_STUDENT_EDITION", raising=False)
     q = Question("demo", lambda a: (_ for _ in ()).throw(Incorrect("too small")) if a < 3 else None,
                  hints=["first", "second"], solution="answer = 3", reference=3)
     q.check(1)
@@ -63,120 +85,266 @@ def test_check_hint_solution_print_and_never_raise(capsys):
     assert "answer = 3" in out
 
 
-def test_lab01_planted_wrong_answers():
-    import torch.nn.functional as F
-    from rlhf_minimal.exercises.lab01 import q1, q2
-    unshifted = q1.evaluate(lambda logits, tokens: F.cross_entropy(logits, tokens))
-    assert unshifted.status == INCORRECT and "t+1" in unshifted.message
-    summed = q1.evaluate(lambda l, t: F.cross_entropy(l[:-1], t[1:], reduction="sum"))
-    assert summed.status == INCORRECT and "mean" in summed.message
-    anywhere = q2.evaluate(lambda label, response: label in response.split())
-    assert anywhere.status == INCORRECT and "first word" in anywhere.message
-    always = q2.evaluate(lambda label, response: True)
-    assert always.status == INCORRECT
+def test_solution_says_where_the_instructor_edition_is(capsys, monkeypatch):
+    from rlhf_minimal.exercises.lab00 import q1
+
+    monkeypatch.delenv("RLHF_STUDENT_EDITION", raising=False)
+    q1.solution()
+    out = capsys.readouterr().out
+    assert "(values * mask).sum() / mask.sum()" in out
+    assert "instructor edition of the book (make book)" in out and "make book-student" in out
 
 
-def test_lab02_planted_wrong_answers():
-    from rlhf_minimal.exercises.lab02 import q1, q2
-    unmasked = q1.evaluate(lambda p, c: ((p + c)[:-1], (p + c)[1:]))
-    assert unmasked.status == INCORRECT and "nothing is masked" in unmasked.message
-    off_by_one = q1.evaluate(lambda p, c: ((p + c)[:-1], [-100] * len(p) + c[1:]))
-    assert off_by_one.status == INCORRECT and "off by one" in off_by_one.message
+@pytest.mark.parametrize("value", ["1", "yes", "true"])
+def test_student_edition_keeps_the_code_solution_back(capsys, monkeypatch, value):
+    from rlhf_minimal.exercises.lab00 import q1
+
+    monkeypatch.setenv("RLHF_STUDENT_EDITION", value)
+    q1.solution()
+    out = capsys.readouterr().out
+    assert "mask.sum()" not in out and "def masked_mean" not in out
+    assert "instructor edition of the book (make book)" in out
+
+
+@pytest.mark.parametrize("value", ["", "0", "false", "no"])
+def test_student_edition_off_shows_the_code(capsys, monkeypatch, value):
+    from rlhf_minimal.exercises.lab00 import q1
+
+    monkeypatch.setenv("RLHF_STUDENT_EDITION", value)
+    q1.solution()
+    assert "def masked_mean" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- the notebooks' stubs
+
+_IMPORT = re.compile(r"from rlhf_minimal\.exercises\.(lab\d+) import (q\d+)")
+
+
+_TOP_IMPORT = re.compile(r"^(import \S.*|from \S+ import \S.*)$", re.M)
+
+
+def _stub_cells():
+    """The exercise cells of the labs exactly as shipped: {"labNN.qK": (notebook, earlier imports, source)}.
+    A cell may use names an earlier cell imported (torch, F), so the imports of the cells before it
+    come along."""
+    cells = {}
+    for path in sorted((ROOT / "labs").glob("*.ipynb")):
+        imports = []
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] != "code":
+                continue
+            if "raise NotImplementedError" in source:
+                for lab, name in _IMPORT.findall(source):
+                    if f"{name}.check(" in source:
+                        cells[f"{lab}.{name}"] = (path.name, list(imports), source)
+            imports += _TOP_IMPORT.findall(source)
+    return cells
+
+
+@pytest.mark.parametrize("qid", sorted(_stub_cells()))
+def test_the_untouched_notebook_cell_is_not_attempted(qid, capsys):
+    notebook, imports, source = _stub_cells()[qid]
+    namespace = {}
+    for line in imports:
+        if line.startswith(("import torch", "from torch", "import math", "from rlhf_minimal.exercises")):
+            exec(line, namespace)
+    exec(compile(source, f"{notebook} ({qid})", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "Not attempted" in out and "NotImplementedError" in out, out
+    assert "Incorrect" not in out and "Correct" not in out.replace("Not attempted", ""), out
+
+
+# ----------------------------------------------------------------------------- planted wrong answers, labs 00-06
+
+def _masked_mean_as_float(v, m):
+    return ((v * m).sum() / m.sum()).item()
+
+
+def _per_row_masked_mean(v, m):
+    m = m.to(v.dtype)
+    return (v * m).sum(-1) / m.sum(-1)
+
+
+def _words_zero_no_guard(label, response):
+    return response.split()[0] == label
+
+
+def _claims(facts, response):
     from rlhf_minimal.judge import parse_claims
-    only_answer = q2.evaluate(lambda facts, n, a, r: any(
-        c == (n, a, facts[n][a]) for c in parse_claims(r, set(facts))))
-    assert only_answer.status == INCORRECT and "extra false fact" in only_answer.message
-    substring = q2.evaluate(lambda facts, n, a, r: facts[n][a] in r)
-    assert substring.status == INCORRECT
+    return parse_claims(response, set(facts))
 
 
-def test_lab03_planted_wrong_answers():
-    from rlhf_minimal.exercises.lab03 import q1, q2
-    neighbours = q1.evaluate(lambda r: [(r[i], r[i + 1]) for i in range(len(r) - 1)])
-    assert neighbours.status == INCORRECT and "neighbours" in neighbours.message
-    reversed_pairs = q1.evaluate(lambda r: [(r[j], r[i]) for i in range(len(r)) for j in range(i + 1, len(r))])
-    assert reversed_pairs.status == INCORRECT and "wrong way round" in reversed_pairs.message
-    positions = q2.evaluate(lambda a, b: sum(x == y for x, y in zip(a, b)) / len(a))
-    assert positions.status == INCORRECT and "pairs" in positions.message
+def _gae(no_values=False, leaky=False, returns_plus_values=True):
+    from rlhf_minimal.ppo import gae
+
+    def answer(r, v, m, g, l):
+        adv, ret = gae(r, v * 0 if no_values else v, torch.ones_like(m) if leaky else m, g, l)
+        return adv, (ret if returns_plus_values else adv * m)
+    return answer
 
 
-def test_lab04_planted_wrong_answers():
-    import torch
-    import torch.nn.functional as F
-    from rlhf_minimal.exercises.lab04 import q1, q2
-    naive = q1.evaluate(lambda c, r: -torch.log(torch.sigmoid(c - r)).mean())
-    assert naive.status == INCORRECT and "logsigmoid" in naive.message
-    flipped = q1.evaluate(lambda c, r: -F.logsigmoid(r - c).mean())
-    assert flipped.status == INCORRECT and "sign" in flipped.message
-    pooled = q2.evaluate(lambda pp: -F.logsigmoid(torch.cat([c for c, _ in pp]) - torch.cat([r for _, r in pp])).mean())
-    assert pooled.status == INCORRECT and "each prompt" in pooled.message
+def _policy_loss(lp, old, a, m, eps, reduce="max", sign=1.0):
+    ratio = (lp - old).exp()
+    pick = torch.maximum if reduce == "max" else torch.minimum
+    per_token = sign * pick(-a * ratio, -a * ratio.clamp(1 - eps, 1 + eps))
+    return (per_token * m).sum() / m.sum()
 
 
-def test_lab05_planted_wrong_answers_fail_with_reasons():
-    import torch
+def _kl_rewards(s, lp, ref, m, beta, at_last_column=False, mask_kl=True):
+    r = -beta * (lp - ref) * (m if mask_kl else 1)
+    last = torch.full((len(s),), m.size(1) - 1) if at_last_column else m.sum(-1).long() - 1
+    r[torch.arange(len(s)), last] += s
+    return r
+
+
+def _win_rate(tie_weight=0.5, drop_ties=False, swapped=False):
+    def answer(a, b):
+        if swapped:
+            a, b = b, a
+        wins = sum(x > y for x, y in zip(a, b))
+        ties = sum(x == y for x, y in zip(a, b))
+        return (wins + tie_weight * ties) / ((len(a) - ties) or 1 if drop_ties else len(a))
+    return answer
+
+
+PLANTED = [
+    # lab 00: the masked mean
+    Planted("lab00.q1", "mean over every position, padding included", lambda v, m: v.mean(), ["padding"]),
+    Planted("lab00.q1", "zeroed the padding but divided by all positions", lambda v, m: (v * m).mean(),
+            ["divided by the number of", "all positions"]),
+    Planted("lab00.q1", "returned a Python float (.item())", _masked_mean_as_float, ["return a tensor", "float"]),
+    Planted("lab00.q1", "a mean per row (wrong axis)", _per_row_masked_mean, ["one number", "(2,)"]),
+    # lab 01: the next-token loss, and the gold checker
+    Planted("lab01.q1", "no shift: each position scored on its own token",
+            lambda logits, tokens: F.cross_entropy(logits, tokens), ["t+1", "logits[:-1]"]),
+    Planted("lab01.q1", "sum instead of mean",
+            lambda l, t: F.cross_entropy(l[:-1], t[1:], reduction="sum"), ["sum over positions", "mean"]),
+    Planted("lab01.q1", "per-position losses, never reduced",
+            lambda l, t: F.cross_entropy(l[:-1], t[1:], reduction="none"), ["0-dim tensor"]),
+    Planted("lab01.q2", "the label anywhere in the response counts",
+            lambda label, response: label in response.split(), ["a label mentioned later does not count"]),
+    Planted("lab01.q2", "always True", lambda label, response: True, ["first word of the response is the answer"]),
+    Planted("lab01.q2", "no guard for an empty response", _words_zero_no_guard,
+            ["IndexError", "empty response has no first word"]),
+    Planted("lab01.q2", "returns the first word instead of a verdict",
+            lambda label, response: (response.split() or [""])[0], ["True or False", "not str"]),
+    # lab 02: SFT targets, and the open-QA checker
+    Planted("lab02.q1", "prompt tokens not masked", lambda p, c: ((p + c)[:-1], (p + c)[1:]), ["nothing is masked"]),
+    Planted("lab02.q1", "masked one prompt position too many",
+            lambda p, c: ((p + c)[:-1], [-100] * len(p) + c[1:]), ["off by one", "len(prompt) - 1"]),
+    Planted("lab02.q1", "inputs keep the last token", lambda p, c: (p + c, [-100] * len(p) + c),
+            ["without its last token"]),
+    Planted("lab02.q2", "only checks the claim that answers the question",
+            lambda facts, n, a, r: any(c == (n, a, facts[n][a]) for c in _claims(facts, r)),
+            ["an extra false fact"]),
+    Planted("lab02.q2", "every claim true, but never checks that one answers the question",
+            lambda facts, n, a, r: bool(_claims(facts, r)) and all(facts[x][y] == v for x, y, v in _claims(facts, r)),
+            ["a true fact about the wrong creature"]),
+    Planted("lab02.q2", "no false claim counts as correct, even with no claim at all",
+            lambda facts, n, a, r: all(facts[x][y] == v for x, y, v in _claims(facts, r)),
+            ["declining to answer"]),
+    # lab 03: ranking to pairs, and labeler agreement
+    Planted("lab03.q1", "only neighbouring pairs", lambda r: [(r[i], r[i + 1]) for i in range(len(r) - 1)],
+            ["only neighbours"]),
+    Planted("lab03.q1", "pairs the wrong way round",
+            lambda r: [(r[j], r[i]) for i in range(len(r)) for j in range(i + 1, len(r))], ["wrong way round"]),
+    Planted("lab03.q1", "every ordered pair, both ways",
+            lambda r: [(x, y) for x in r for y in r if x != y], ["K(K-1)/2"]),
+    Planted("lab03.q2", "compares positions one by one",
+            lambda a, b: sum(x == y for x, y in zip(a, b)) / len(a), ["compared positions one by one", "pairs"]),
+    Planted("lab03.q2", "the disagreement rate",
+            lambda a, b: 1 - _reference_agreement(a, b), ["disagree"]),
+    Planted("lab03.q2", "a count, not divided by the number of pairs",
+            lambda a, b: round(_reference_agreement(a, b) * len(a) * (len(a) - 1) / 2),
+            ["number of pairs they agree on", "K(K-1)/2"]),
+    # lab 04: the pairwise loss, and weighting each prompt equally
+    Planted("lab04.q1", "log(sigmoid(x)) underflows",
+            lambda c, r: -torch.log(torch.sigmoid(c - r)).mean(), ["infinite", "F.logsigmoid"]),
+    Planted("lab04.q1", "sign flipped", lambda c, r: -F.logsigmoid(r - c).mean(), ["sign is flipped"]),
+    Planted("lab04.q2", "all pairs pooled",
+            lambda pp: -F.logsigmoid(torch.cat([c for c, _ in pp]) - torch.cat([r for _, r in pp])).mean(),
+            ["averaged over all pairs together", "within each prompt"]),
+    Planted("lab04.q2", "sum over prompts instead of mean",
+            lambda pp: torch.stack([-F.logsigmoid(c - r).mean() for c, r in pp]).sum(),
+            ["summed the prompts' losses"]),
+    Planted("lab04.q2", "sum over each prompt's pairs instead of mean",
+            lambda pp: torch.stack([-F.logsigmoid(c - r).sum() for c, r in pp]).mean(),
+            ["within each prompt you summed"]),
+    # lab 05: GAE, the clipped loss, the per-token KL reward
+    Planted("lab05.q1", "advantages without the values", _gae(no_values=True), ["ignore the values"]),
+    Planted("lab05.q1", "values after the end leak in (mask forgotten)", _gae(leaky=True),
+            ["after the end", "Use the mask"]),
+    Planted("lab05.q1", "returns without the values added back", _gae(returns_plus_values=False),
+            ["the returns (advantages + values)"]),
+    Planted("lab05.q2", "padding counted in the mean",
+            lambda lp, old, a, m, eps: _policy_loss(lp, old, a, torch.ones_like(m), eps),
+            ["padding", "masked tokens only"]),
+    Planted("lab05.q2", "minimum of the losses instead of maximum",
+            lambda lp, old, a, m, eps: _policy_loss(lp, old, a, m, eps, reduce="min"), ["minimum", "maximum"]),
+    Planted("lab05.q2", "sign flipped (the objective, not the loss)",
+            lambda lp, old, a, m, eps: _policy_loss(lp, old, a, m, eps, sign=-1.0), ["sign is flipped"]),
+    Planted("lab05.q3", "KL term with the wrong sign",
+            lambda s, lp, ref, m, beta: _kl_rewards(s, lp, ref, m, -beta), ["wrong sign"]),
+    Planted("lab05.q3", "score on the last column",
+            lambda s, lp, ref, m, beta: _kl_rewards(s, lp, ref, m, beta, at_last_column=True), ["last real token"]),
+    Planted("lab05.q3", "KL term not masked",
+            lambda s, lp, ref, m, beta: _kl_rewards(s, lp, ref, m, beta, mask_kl=False),
+            ["padding positions carry a reward"]),
+    # lab 06: the win rate, and the KV cache's work
+    Planted("lab06.q1", "ties count as losses", _win_rate(tie_weight=0.0), ["ties count as losses"]),
+    Planted("lab06.q1", "ties count as wins", _win_rate(tie_weight=1.0), ["ties count as full wins"]),
+    Planted("lab06.q1", "ties dropped from the denominator", _win_rate(tie_weight=0.0, drop_ties=True),
+            ["denominator"]),
+    Planted("lab06.q1", "A and B swapped", _win_rate(swapped=True), ["swapped"]),
+    Planted("lab06.q2", "the cache feeds the last token back too", lambda p, n: (p + n, sum(p + t for t in range(n))),
+            ["never fed back"]),
+    Planted("lab06.q2", "without the cache, the full length every step", lambda p, n: (p + n - 1, n * (p + n)),
+            ["recomputes the prompt plus the t tokens"]),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.question}-{c.mistake}") for c in PLANTED])
+def test_planted_wrong_answer_fails_with_a_reason(case):
+    result = _question(case.question).evaluate(case.answer)
+    assert result.status == INCORRECT, f"{case.mistake}: {result}"
+    for word in case.words:
+        assert word in result.message, f"{case.mistake}: {word!r} not in {result.message!r}"
+
+
+def test_lab05_package_functions_pass():
     from rlhf_minimal.exercises.lab05 import q1, q2, q3
     from rlhf_minimal.ppo import gae, per_token_rewards, policy_loss
 
-    def no_values(r, v, m, g, l):
-        return gae(r, v * 0, m, g, l)
-    res = q1.evaluate(no_values)
-    assert res.status == INCORRECT and "values" in res.message
-
-    def leaky(r, v, m, g, l):  # forgets that the episode ends at the mask
-        return gae(r, v, torch.ones_like(m), g, l)
-    res = q1.evaluate(leaky)
-    assert res.status == INCORRECT and "after the end" in res.message
-
-    def unmasked(lp, old, a, m, eps):
-        return policy_loss(lp, old, a, torch.ones_like(m), eps)
-    res = q2.evaluate(unmasked)
-    assert res.status == INCORRECT and "mask" in res.message
-
-    def optimistic(lp, old, a, m, eps):
-        r = (lp - old).exp()
-        return ((torch.minimum(-a * r, -a * r.clamp(1 - eps, 1 + eps))) * m).sum() / m.sum()
-    res = q2.evaluate(optimistic)
-    assert res.status == INCORRECT and "maximum" in res.message
-
-    def wrong_sign(s, lp, ref, m, beta):
-        return per_token_rewards(s, lp, ref, m, -beta)[0]
-    res = q3.evaluate(wrong_sign)
-    assert res.status == INCORRECT and "sign" in res.message
-
-    def last_column(s, lp, ref, m, beta):
-        r = -beta * (lp - ref) * m
-        r[:, -1] += s
-        return r
-    res = q3.evaluate(last_column)
-    assert res.status == INCORRECT and "last real token" in res.message
-
-    def ours(s, lp, ref, m, beta):
-        return per_token_rewards(s, lp, ref, m, beta)[0]
-    assert q3.evaluate(ours).status == CORRECT
     assert q1.evaluate(gae).status == CORRECT and q2.evaluate(policy_loss).status == CORRECT
+    assert q3.evaluate(lambda s, lp, ref, m, beta: per_token_rewards(s, lp, ref, m, beta)[0]).status == CORRECT
 
 
-def test_lab06_planted_wrong_answers_fail_with_reasons():
-    from rlhf_minimal.exercises.lab06 import q1, q2
+# ----------------------------------------------------------------------------- the guard
 
-    def ties_lose(a, b):
-        return sum(x > y for x, y in zip(a, b)) / len(a)
-    res = q1.evaluate(ties_lose)
-    assert res.status == INCORRECT and "half" in res.message
+def _registered_cases():
+    """Every PLANTED list of tests/test_exercises*.py, this file's included."""
+    cases = list(PLANTED)
+    for path in sorted(Path(__file__).parent.glob("test_exercises_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_planted_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        cases += list(getattr(module, "PLANTED", []))
+    return cases
 
-    def ties_dropped(a, b):
-        wins = sum(x > y for x, y in zip(a, b))
-        decided = sum(x != y for x, y in zip(a, b))
-        return wins / max(decided, 1)
-    res = q1.evaluate(ties_dropped)
-    assert res.status == INCORRECT and "denominator" in res.message
 
-    def swapped(a, b):
-        return (sum(x < y for x, y in zip(a, b)) + 0.5 * sum(x == y for x, y in zip(a, b))) / len(a)
-    res = q1.evaluate(swapped)
-    assert res.status == INCORRECT and "swapped" in res.message
-
-    res = q2.evaluate(lambda p, n: (p + n, sum(p + t for t in range(n))))
-    assert res.status == INCORRECT and "never fed back" in res.message
-    res = q2.evaluate(lambda p, n: (p + n - 1, n * (p + n)))
-    assert res.status == INCORRECT and "recomputes" in res.message
+def test_every_question_has_regression_cases():
+    """Each question: a reference, at least two planted wrong answers that assert on their message,
+    and a stub cell in a lab notebook (the tests above check all three)."""
+    questions = _question_ids()
+    by_question = {}
+    for case in _registered_cases():
+        assert case.question in questions, f"a planted case names an unknown question {case.question}"
+        assert case.words and all(case.words), f"{case.question} ({case.mistake}) asserts on no message"
+        by_question.setdefault(case.question, []).append(case)
+    too_few = {qid: len(by_question.get(qid, [])) for qid in questions if len(by_question.get(qid, [])) < 2}
+    assert not too_few, f"questions with fewer than two planted wrong answers: {too_few}"
+    without_reference = [qid for qid, q in questions.items() if q.reference is None]
+    assert not without_reference, f"questions without a reference answer: {without_reference}"
+    without_stub = sorted(set(questions) - set(_stub_cells()))
+    assert not without_stub, f"questions with no stub cell in labs/*.ipynb: {without_stub}"

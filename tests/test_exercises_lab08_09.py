@@ -1,5 +1,13 @@
-"""Labs 08 and 09 exercises: planted wrong answers fail, each with the message that names its mistake."""
+"""Labs 08 and 09 exercises: planted wrong answers fail, each with the message that names its mistake.
+
+The cases are registered in ``PLANTED`` (see tests/test_exercises.py, whose guard counts them)."""
+from collections import namedtuple
+
+import pytest
+
 from rlhf_minimal.exercises import CORRECT, INCORRECT
+
+Planted = namedtuple("Planted", "question mistake answer words")
 
 
 def _penalised(above, below):
@@ -10,93 +18,85 @@ def _penalised(above, below):
     return score
 
 
-def test_lab08_q1_gold_score_mistakes():
+def _unanswerable(families, outcomes):
+    return [o for f, o in zip(families, outcomes) if f == "unanswerable"]
+
+
+def _substrings(text, word_map):
+    for a, b in word_map.items():
+        text = text.replace(a, b)
+    return text
+
+
+def _backwards(text, word_map):
+    back = {b: a for a, b in word_map.items()}
+    return " ".join(back.get(w, w) for w in text.split())
+
+
+PLANTED = [
+    # lab 08, q1: the gold score under a priority order
+    Planted("lab08.q1", "priority ignored: every violation costs 1.0", _penalised(1.0, 1.0), ["below", "0.5"]),
+    Planted("lab08.q1", "priority ignored: every violation costs 0.5", _penalised(0.5, 0.5), ["above", "1.0"]),
+    Planted("lab08.q1", "the two penalties swapped", _penalised(0.5, 1.0), ["swapped"]),
+    Planted("lab08.q1", "multiplied the axes", lambda h, t, x, p: h * t * x, ["multiplied"]),
+    Planted("lab08.q1", "penalised the value, not what is missing",
+            lambda h, t, x, p: _penalised(1.0, 0.5)(h, 1 - t, 1 - x, p), ["what is missing"]),
+    Planted("lab08.q1", "returned a string", lambda h, t, x, p: str(h), ["one number"]),
+    # lab 08, q2: the rate of made-up answers
+    Planted("lab08.q2", "divided by every prompt",
+            lambda f, o: sum(x == "made up" for x in o) / len(o), ["every prompt"]),
+    Planted("lab08.q2", "left the \"other\" answers out of the denominator",
+            lambda f, o: (lambda k: sum(x == "made up" for x in k) / len(k))([x for x in _unanswerable(f, o)
+                                                                              if x != "other"]),
+            ["denominator"]),
+    Planted("lab08.q2", "everything not declined counts as made up",
+            lambda f, o: (lambda k: sum(x != "declined" for x in k) / len(k))(_unanswerable(f, o)),
+            ["not \"declined\""]),
+    Planted("lab08.q2", "a count, not a share",
+            lambda f, o: sum(x == "made up" for x in _unanswerable(f, o)), ["count"]),
+    Planted("lab08.q2", "the share of declined answers",
+            lambda f, o: (lambda k: sum(x == "declined" for x in k) / len(k))(_unanswerable(f, o)),
+            ["share of declined answers"]),
+    # lab 09, q1: a prompt in language B
+    Planted("lab09.q1", "replaced substrings, not words", _substrings, ["whole words"]),
+    Planted("lab09.q1", "dropped the words the map lacks",
+            lambda text, word_map: " ".join(word_map[w] for w in text.split() if w in word_map), ["keep them"]),
+    Planted("lab09.q1", "used the map backwards", _backwards, ["nothing was translated"]),
+    Planted("lab09.q1", "returned a list of words",
+            lambda text, word_map: [word_map.get(w, w) for w in text.split()], ["one string"]),
+    # lab 09, q2: how much of the gain transfers
+    Planted("lab09.q2", "divided the raw scores", lambda ba, bb, ta, tb: tb / ta, ["gains"]),
+    Planted("lab09.q2", "ratio upside down", lambda ba, bb, ta, tb: (ta - ba) / (tb - bb), ["upside down"]),
+    Planted("lab09.q2", "language A's baseline for B", lambda ba, bb, ta, tb: (tb - ba) / (ta - ba), ["own baseline"]),
+    Planted("lab09.q2", "baselines swapped", lambda ba, bb, ta, tb: (tb - ba) / (ta - bb), ["baselines are swapped"]),
+    Planted("lab09.q2", "a difference, not a ratio", lambda ba, bb, ta, tb: (tb - bb) - (ta - ba),
+            ["not a difference"]),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.question}-{c.mistake}") for c in PLANTED])
+def test_planted_wrong_answer_fails_with_a_reason(case):
+    import importlib
+
+    lab, name = case.question.split(".")
+    question = getattr(importlib.import_module(f"rlhf_minimal.exercises.{lab}"), name)
+    result = question.evaluate(case.answer)
+    assert result.status == INCORRECT, f"{case.mistake}: {result}"
+    for word in case.words:
+        assert word in result.message, f"{case.mistake}: {word!r} not in {result.message!r}"
+
+
+def test_lab08_q1_right_penalties_pass():
     from rlhf_minimal.exercises.lab08 import q1
 
     assert q1.evaluate(_penalised(1.0, 0.5)).status == CORRECT
-    res = q1.evaluate(_penalised(1.0, 1.0))  # priority ignored: every violation is fatal
-    assert res.status == INCORRECT and "below" in res.message and "0.5" in res.message
-    res = q1.evaluate(_penalised(0.5, 0.5))  # priority ignored: every violation costs half
-    assert res.status == INCORRECT and "above" in res.message and "1.0" in res.message
-    res = q1.evaluate(_penalised(0.5, 1.0))
-    assert res.status == INCORRECT and "swapped" in res.message
-    res = q1.evaluate(lambda h, t, x, p: h * t * x)
-    assert res.status == INCORRECT and "multiplied" in res.message
-    res = q1.evaluate(lambda h, t, x, p: _penalised(1.0, 0.5)(h, 1 - t, 1 - x, p))
-    assert res.status == INCORRECT and "what is missing" in res.message
-    res = q1.evaluate(lambda h, t, x, p: str(h))
-    assert res.status == INCORRECT and "one number" in res.message
 
 
 def test_lab08_q1_is_checked_against_the_judge():
-    """An answer right on the worked cases but wrong on filler (helpful 0.6) is caught by the judge's verdicts."""
+    """An answer right on the worked cases but wrong on filler (helpful 0.6) is caught."""
     from rlhf_minimal.exercises.lab08 import q1
 
     def forgets_filler(h, t, x, p):
         return _penalised(1.0, 0.5)(1.0 if h == 0.6 else h, t, x, p)
     res = q1.evaluate(forgets_filler)
     assert res.status == INCORRECT
-
-
-def test_lab08_q2_made_up_rate_mistakes():
-    from rlhf_minimal.exercises.lab08 import q2
-
-    def all_prompts(families, outcomes):
-        return sum(o == "made up" for o in outcomes) / len(outcomes)
-    res = q2.evaluate(all_prompts)
-    assert res.status == INCORRECT and "every prompt" in res.message
-
-    def answered_only(families, outcomes):
-        picked = [o for f, o in zip(families, outcomes) if f == "unanswerable" and o != "other"]
-        return sum(o == "made up" for o in picked) / len(picked)
-    res = q2.evaluate(answered_only)
-    assert res.status == INCORRECT and "denominator" in res.message
-
-    def not_declined(families, outcomes):
-        picked = [o for f, o in zip(families, outcomes) if f == "unanswerable"]
-        return sum(o != "declined" for o in picked) / len(picked)
-    res = q2.evaluate(not_declined)
-    assert res.status == INCORRECT and "not \"declined\"" in res.message
-
-    def count(families, outcomes):
-        return sum(o == "made up" for f, o in zip(families, outcomes) if f == "unanswerable")
-    res = q2.evaluate(count)
-    assert res.status == INCORRECT and "count" in res.message
-
-
-def test_lab09_q1_translation_mistakes():
-    from rlhf_minimal.exercises.lab09 import q1
-
-    def substrings(text, word_map):
-        for a, b in word_map.items():
-            text = text.replace(a, b)
-        return text
-    res = q1.evaluate(substrings)
-    assert res.status == INCORRECT and "whole words" in res.message
-
-    def drops_unknown(text, word_map):
-        return " ".join(word_map[w] for w in text.split() if w in word_map)
-    res = q1.evaluate(drops_unknown)
-    assert res.status == INCORRECT and "keep them" in res.message
-
-    def backwards(text, word_map):
-        back = {b: a for a, b in word_map.items()}
-        return " ".join(back.get(w, w) for w in text.split())
-    res = q1.evaluate(backwards)
-    assert res.status == INCORRECT and "nothing was translated" in res.message
-
-    res = q1.evaluate(lambda text, word_map: [word_map.get(w, w) for w in text.split()])
-    assert res.status == INCORRECT and "one string" in res.message
-
-
-def test_lab09_q2_transfer_ratio_mistakes():
-    from rlhf_minimal.exercises.lab09 import q2
-
-    res = q2.evaluate(lambda ba, bb, ta, tb: tb / ta)
-    assert res.status == INCORRECT and "gains" in res.message
-    res = q2.evaluate(lambda ba, bb, ta, tb: (ta - ba) / (tb - bb))
-    assert res.status == INCORRECT and "upside down" in res.message
-    res = q2.evaluate(lambda ba, bb, ta, tb: (tb - ba) / (ta - ba))
-    assert res.status == INCORRECT and "own baseline" in res.message
-    res = q2.evaluate(lambda ba, bb, ta, tb: (tb - bb) - (ta - ba))
-    assert res.status == INCORRECT and "not a difference" in res.message

@@ -12,9 +12,16 @@ A student writes an answer (usually a function) in the notebook and calls ``q1.c
 A question's checker is a function that raises :class:`Incorrect` with a helpful message, or
 returns normally when the answer is right. ``evaluate`` gives the verdict as a :class:`Result`
 without printing (the tests use it).
+
+``solution()`` shows the reference code and says where the worked solutions, with their
+explanations, are: in the instructor edition of the book (``make book``); the student edition
+(``make book-student``) leaves them out. A course that wants the notebooks to keep the code
+solutions back as well sets the environment variable ``RLHF_STUDENT_EDITION=1`` (any value but
+empty, ``0``, ``false`` or ``no``): ``solution()`` then shows only that pointer, never the code.
 """
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -64,6 +71,16 @@ def _show(text: str, html: str | None = None) -> None:
     except ImportError:
         pass
     print(text)
+
+
+INSTRUCTOR_EDITION = ("Worked solutions with explanations are in the instructor edition of the book "
+                      "(make book); the student edition (make book-student) leaves them out.")
+
+
+def student_edition() -> bool:
+    """Whether ``RLHF_STUDENT_EDITION`` asks ``solution()`` to keep the code back."""
+    value = os.environ.get("RLHF_STUDENT_EDITION", "").strip().lower()
+    return value not in ("", "0", "false", "no")
 
 
 def _is_stub(answer: Any) -> bool:
@@ -122,8 +139,15 @@ class Question:
         _show(f"**Hint ({self.name})**: {text}")
 
     def solution(self) -> None:
-        """Show the reference solution."""
-        _show(f"**Solution ({self.name})**:\n\n```python\n{self._solution}\n```")
+        """Show the reference solution, and where the worked solutions are.
+
+        With ``RLHF_STUDENT_EDITION`` set (to anything but empty, ``0``, ``false`` or ``no``) it
+        shows only where the worked solutions are, not the code.
+        """
+        if student_edition():
+            _show(f"**Solution ({self.name})**: not shown in the student edition. {INSTRUCTOR_EDITION}")
+            return
+        _show(f"**Solution ({self.name})**:\n\n```python\n{self._solution}\n```\n\n{INSTRUCTOR_EDITION}")
 
 
 def expect_close(got, want, what: str, atol: float = 1e-5) -> None:

@@ -55,7 +55,13 @@ _CLASSIFY_CASES = [
 
 def _check_classify(fn) -> None:
     for label, response, want in _CLASSIFY_CASES:
-        got = fn(label, response)
+        try:
+            got = fn(label, response)
+        except IndexError as err:
+            if response.split():
+                raise
+            raise Incorrect(f"classify_correct({label!r}, {response!r}) raised IndexError ({err}): an empty "
+                            "response has no first word. Check for it and return False.") from None
         if not isinstance(got, bool):
             raise Incorrect(f"return True or False, not {type(got).__name__} (for {response!r}).")
         if got != want:

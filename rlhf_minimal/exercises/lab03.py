@@ -58,9 +58,16 @@ def _check_agreement(fn) -> None:
         got, want = fn(list(a), list(b)), _reference_agreement(a, b)
         if got is None or abs(float(got) - want) > 1e-9:
             hint = ""
+            n_pairs = len(a) * (len(a) - 1) // 2
             if abs(float(got or 0) - sum(x == y for x, y in zip(a, b)) / len(a)) < 1e-9:
                 hint = (" You compared positions one by one; agreement is about pairs: for each pair "
                         "of responses, do both labelers put the same one first?")
+            elif abs(float(got or 0) - (1 - want)) < 1e-9:
+                hint = (" That is the share of pairs on which the labelers disagree; agreement is the "
+                        "share on which they put the same response first.")
+            elif abs(float(got or 0) - want * n_pairs) < 1e-9:
+                hint = (f" That is the number of pairs they agree on; divide by the number of pairs, "
+                        f"K(K-1)/2 = {n_pairs}, to get a share between 0 and 1.")
             raise Incorrect(f"agreement({a}, {b}) should be {want:.3f}, got {got}.{hint}")
 
 

@@ -55,6 +55,18 @@ def _check_prompt_weighted(fn) -> None:
     if isinstance(got, torch.Tensor) and got.dim() == 0 and abs(got.item() - pooled.item()) < 1e-6:
         raise Incorrect("you averaged over all pairs together, so the prompt with 36 pairs counts 36 "
                         "times as much as the prompt with one. Average within each prompt first.")
+    per_prompt_losses = [_reference_loss(c, r) for c, r in per_prompt]
+    summed_pairs = torch.stack([-F.logsigmoid(c - r).sum() for c, r in per_prompt])
+    wrong = [
+        (torch.stack(per_prompt_losses).sum(),
+         "you summed the prompts' losses; average them, so the loss does not grow with the number of prompts."),
+        (summed_pairs.mean(),
+         ("within each prompt you summed the pairs' losses, so a prompt with 36 pairs still weighs 36 times "
+          "as much as one with a single pair: take the mean within each prompt, then over prompts.")),
+    ]
+    for value, message in wrong:
+        if isinstance(got, torch.Tensor) and got.dim() == 0 and abs(got.item() - value.item()) < 1e-5:
+            raise Incorrect(message)
     expect_close(got, _reference_prompt_weighted(per_prompt), "the batch loss")
 
 
