@@ -69,6 +69,14 @@ test: venv
 	$(BIN)/sphinx-build -q -b html -W --keep-going -D nb_execution_mode=off . _build/test-html
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax tests labs
 
+# The built book as a reader sees it: every page in headless Chromium, three chapters screenshotted.
+.PHONY: check-book
+check-book: venv
+	test -f _build/test-html/index.html || { $(BIN)/jupyter-book config sphinx . > /dev/null && \
+	  $(BIN)/sphinx-build -q -b html -W --keep-going -D nb_execution_mode=off . _build/test-html; }
+	$(BIN)/python scripts/check_rendered_book.py _build/test-html --screenshots _build/screenshots \
+	  book/03_preference_data book/05_ppo book/06_pipeline
+
 clean:
 	rm -rf _build conf.py
 
