@@ -14,6 +14,7 @@ checked for:
 - links, stylesheets and scripts pointing to files or anchors of the book that do not exist;
 - on each lab page, a Colab launch link to exactly that notebook in the repository that
   _config.yml names;
+- formulas left as raw TeX (MathJax, served with the book, did not typeset them);
 - on the search page, results for "reward" that link to chapter pages.
 
 It also checks that rlhf_minimal/plots.py draws only with the Okabe-Ito palette (black, white
@@ -285,6 +286,9 @@ class Tab:
 RENDERED_DOM = ("document.querySelectorAll('img').forEach(img => img.setAttribute("
                 "'data-natural-width', img.complete ? img.naturalWidth : 0)); document.documentElement.outerHTML")
 SEARCH_DONE = "!!(document.querySelector('#search-results .search-summary') || {}).textContent"
+# MathJax typesets after the load event: wait until every formula holds its rendering (or time out).
+MATH_DONE = ("Array.from(document.querySelectorAll('.math')).every("
+             "el => el.querySelector('mjx-container') || el.tagName === 'MJX-CONTAINER')")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +304,15 @@ def error_blocks(soup: BeautifulSoup) -> list[str]:
         if ERROR_TEXT.search(line):
             problems.append(f"error text: {line.strip()[:120]!r}")
     return problems
+
+
+def math_problems(soup: BeautifulSoup) -> list[str]:
+    """Formulas still in raw TeX after the page ran: MathJax did not load or failed."""
+    raw = [el for el in soup.select(".math") if el.name != "mjx-container" and not el.select("mjx-container")]
+    if not raw:
+        return []
+    return [f"{len(raw)} formula(s) not typeset, e.g. {' '.join(raw[0].get_text(' ', strip=True).split())[:60]!r}: "
+            "MathJax did not run (it is served from _static/mathjax by sphinx-mathjax-offline)"]
 
 
 def image_problems(soup: BeautifulSoup, page_url: str, server: BookServer) -> list[str]:
@@ -375,14 +388,14 @@ def check_page(page: str, server: BookServer, browser: Chromium, chapters: set[s
         return [f"{page}.html was not built"]
     url = server.base + f"{page}.html" + (f"?q={SEARCH_QUERY}" if page == "search" else "")
     try:
-        tab = browser.open(url, wait_for=SEARCH_DONE if page == "search" else None)
+        tab = browser.open(url, wait_for=SEARCH_DONE if page == "search" else MATH_DONE)
         try:
             soup = BeautifulSoup(tab.evaluate(RENDERED_DOM), "html.parser")
         finally:
             tab.close()
     except (TimeoutError, OSError, RuntimeError) as error:
         return [f"the page did not load in Chromium: {error}"]
-    problems = image_problems(soup, url, server) + link_problems(soup, url, server)
+    problems = image_problems(soup, url, server) + link_problems(soup, url, server) + math_problems(soup)
     if page.startswith("labs/"):
         problems += colab_problems(soup, page)
     if page == "search":

@@ -100,3 +100,14 @@ def test_page_checks_find_problems(tmp_path):
     assert check.colab_problems(soup, "labs/04_reward_model") == []
     errors = check.error_blocks(soup)
     assert errors[0].startswith("error block: 'System Message: ERROR/3") and errors[1].startswith("error text:")
+
+
+def test_math_check_finds_raw_tex():
+    from bs4 import BeautifulSoup
+
+    raw = BeautifulSoup('<p><span class="math notranslate nohighlight">\\(\\beta\\)</span></p>', "html.parser")
+    typeset = BeautifulSoup('<p><span class="math notranslate nohighlight"><mjx-container>b</mjx-container>'
+                            '</span></p>', "html.parser")
+    assert check.math_problems(typeset) == []
+    (problem,) = check.math_problems(raw)
+    assert "1 formula(s) not typeset" in problem and "MathJax" in problem
