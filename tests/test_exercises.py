@@ -304,8 +304,20 @@ PLANTED = [
 ]
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.question}-{c.mistake}") for c in PLANTED])
+def _registered_cases():
+    """Every PLANTED list of tests/test_exercises*.py, this file's included."""
+    cases = list(PLANTED)
+    for path in sorted(Path(__file__).parent.glob("test_exercises_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_planted_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        cases += list(getattr(module, "PLANTED", []))
+    return cases
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.question}-{c.mistake}") for c in _registered_cases()])
 def test_planted_wrong_answer_fails_with_a_reason(case):
+    """Every planted wrong answer, this file's and those of tests/test_exercises_*.py."""
     result = _question(case.question).evaluate(case.answer)
     assert result.status == INCORRECT, f"{case.mistake}: {result}"
     for word in case.words:
@@ -321,17 +333,6 @@ def test_lab05_package_functions_pass():
 
 
 # ----------------------------------------------------------------------------- the guard
-
-def _registered_cases():
-    """Every PLANTED list of tests/test_exercises*.py, this file's included."""
-    cases = list(PLANTED)
-    for path in sorted(Path(__file__).parent.glob("test_exercises_*.py")):
-        spec = importlib.util.spec_from_file_location(f"_planted_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        cases += list(getattr(module, "PLANTED", []))
-    return cases
-
 
 def test_every_question_has_regression_cases():
     """Each question: a reference, at least two planted wrong answers that assert on their message,

@@ -1,9 +1,8 @@
 """Labs 08 and 09 exercises: planted wrong answers fail, each with the message that names its mistake.
 
-The cases are registered in ``PLANTED`` (see tests/test_exercises.py, whose guard counts them)."""
+The cases are registered in ``PLANTED``; tests/test_exercises.py runs them and its guard counts them."""
 from collections import namedtuple
 
-import pytest
 
 from rlhf_minimal.exercises import CORRECT, INCORRECT
 
@@ -72,18 +71,6 @@ PLANTED = [
     Planted("lab09.q2", "a difference, not a ratio", lambda ba, bb, ta, tb: (tb - bb) - (ta - ba),
             ["not a difference"]),
 ]
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.question}-{c.mistake}") for c in PLANTED])
-def test_planted_wrong_answer_fails_with_a_reason(case):
-    import importlib
-
-    lab, name = case.question.split(".")
-    question = getattr(importlib.import_module(f"rlhf_minimal.exercises.{lab}"), name)
-    result = question.evaluate(case.answer)
-    assert result.status == INCORRECT, f"{case.mistake}: {result}"
-    for word in case.words:
-        assert word in result.message, f"{case.mistake}: {word!r} not in {result.message!r}"
 
 
 def test_lab08_q1_right_penalties_pass():

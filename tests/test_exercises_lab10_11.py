@@ -1,17 +1,15 @@
 """Labs 10 and 11: planted wrong answers fail with the message that names their mistake, and the
 package's own functions pass.
 
-The cases are registered in ``PLANTED`` (see tests/test_exercises.py, whose guard counts them)."""
-import importlib
+The cases are registered in ``PLANTED``; tests/test_exercises.py runs them and its guard counts them."""
 import math
 from collections import namedtuple
 from itertools import combinations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
-from rlhf_minimal.exercises import CORRECT, INCORRECT
+from rlhf_minimal.exercises import CORRECT
 
 Planted = namedtuple("Planted", "question mistake answer words")
 
@@ -115,16 +113,6 @@ PLANTED = [
     Planted("lab11.q2", "averaged over the batch", lambda lp, ref, beta: (beta * (lp - ref)).mean(),
             ["one implicit reward per response"]),
 ]
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, id=f"{c.question}-{c.mistake}") for c in PLANTED])
-def test_planted_wrong_answer_fails_with_a_reason(case):
-    lab, name = case.question.split(".")
-    question = getattr(importlib.import_module(f"rlhf_minimal.exercises.{lab}"), name)
-    result = question.evaluate(case.answer)
-    assert result.status == INCORRECT, f"{case.mistake}: {result}"
-    for word in case.words:
-        assert word in result.message, f"{case.mistake}: {word!r} not in {result.message!r}"
 
 
 def test_lab10_package_functions_pass():
