@@ -62,7 +62,11 @@ def code_fingerprint(modules=None) -> str:
 
 def entry_key(stage: str, config: dict) -> str:
     code = code_fingerprint(STAGE_CODE.get(stage))
-    text = json.dumps({"stage": stage, "config": config, "code": code}, sort_keys=True)
+    key = {"stage": stage, "config": config, "code": code}
+    precision = os.environ.get("RLHF_PRECISION", "").strip().lower()
+    if precision:  # a forced number format trains other weights (unset: the device's own, as before)
+        key["precision"] = precision
+    text = json.dumps(key, sort_keys=True)
     return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 

@@ -153,3 +153,12 @@ def test_a_crashed_build_leaves_no_entry(cache_dir):
 def test_cache_key_depends_on_config():
     assert cache.entry_key("sft", {"a": 1}) != cache.entry_key("sft", {"a": 2})
     assert cache.entry_key("sft", {"a": 1}) == cache.entry_key("sft", {"a": 1})
+
+
+def test_cache_key_depends_on_a_forced_precision(monkeypatch):
+    monkeypatch.delenv("RLHF_PRECISION", raising=False)
+    default = cache.entry_key("sft", {"a": 1})
+    monkeypatch.setenv("RLHF_PRECISION", "fp16")
+    fp16 = cache.entry_key("sft", {"a": 1})
+    monkeypatch.setenv("RLHF_PRECISION", "bf16")
+    assert len({default, fp16, cache.entry_key("sft", {"a": 1})}) == 3
