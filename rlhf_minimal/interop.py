@@ -389,7 +389,7 @@ def trl_reward_loss_on_batch(rm: RewardModel, rows, tmp_folder: str | Path, batc
 
 def train_trl_reward_model(sft_model: GPT, tokenizer, rows, heldout_rows, epochs: int = 1, lr: float = 1e-3,
                            batch_size: int = 16, seed: int = 0, output_dir: str | Path | None = None,
-                           max_steps: int | None = None, logging_steps: int = 10,
+                           max_steps: int | None = None, logging_steps: int = 1,
                            config_overrides: dict | None = None):
     """Train TRL's ``RewardTrainer`` from our SFT model on our comparisons.
 
@@ -616,7 +616,7 @@ def dpo_implicit_accuracy(policy, ref, tokenizer, rows) -> float:
 
 def train_trl_dpo(sft_model: GPT, tokenizer, rows, beta: float = 0.1, epochs: int = 1, lr: float = 3e-5,
                   batch_size: int = 16, seed: int = 0, heldout_rows=None, output_dir: str | Path | None = None,
-                  max_steps: int | None = None, logging_steps: int = 10,
+                  max_steps: int | None = None, logging_steps: int = 1,
                   config_overrides: dict | None = None):
     """Train TRL's ``DPOTrainer`` from our SFT model on our comparisons, the SFT model as reference.
 
