@@ -39,15 +39,12 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x, allowed, cache):
+    def forward(self, x, allowed, cache, layer):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if cache is not None:
-            if cache[0] is not None:
-                k = torch.cat([cache[0], k], dim=2)
-                v = torch.cat([cache[1], v], dim=2)
-            cache[0], cache[1] = k, v
+            k, v = cache.update(layer, k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
@@ -61,8 +58,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(),
                                  nn.Linear(4 * cfg.d_model, cfg.d_model))
 
-    def forward(self, x, allowed, cache):
-        x = x + self.attn(self.ln1(x), allowed, cache)
+    def forward(self, x, allowed, cache, layer):
+        x = x + self.attn(self.ln1(x), allowed, cache, layer)
         return x + self.mlp(self.ln2(x))
 
 
@@ -130,7 +127,7 @@ class GPT(nn.Module):
         allowed = (allowed | (key_index == query_index)[None])[:, None]
         x = self.tok_emb(input_ids) + self.pos_emb(positions)
         for i, block in enumerate(self.blocks):
-            x = block(x, allowed, cache.layers[i] if cache is not None else None)
+            x = block(x, allowed, cache, i)
         if cache is not None:
             cache.length = total
         hidden = self.ln_f(x)
@@ -155,11 +152,37 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class KVCache:
-    """Keys and values of every layer for the tokens seen so far."""
+    """Keys and values of every layer for the tokens seen so far.
 
-    def __init__(self, n_layer: int):
+    With ``capacity`` (the most tokens the sequence will hold), each layer's keys and values live
+    in buffers of that length, allocated at the first call and written in place; without it they
+    grow by concatenation, which copies the whole cache at every generated token. Both return the
+    same tensors to attention, so both give the same numbers.
+    """
+
+    def __init__(self, n_layer: int, capacity: int | None = None):
         self.layers = [[None, None] for _ in range(n_layer)]
-        self.length = 0
+        self.length = 0  # tokens stored; the model advances it after all layers have run
+        self.capacity = capacity
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store this call's keys and values ``[B, heads, T, head_dim]`` of ``layer`` after the
+        ones already there; return all of them."""
+        entry = self.layers[layer]
+        if self.capacity is None:
+            if entry[0] is not None:
+                k, v = torch.cat([entry[0], k], dim=2), torch.cat([entry[1], v], dim=2)
+            entry[0], entry[1] = k, v
+            return k, v
+        end = self.length + k.size(2)
+        if end > self.capacity:
+            raise ValueError(f"the cache holds {self.capacity} tokens; this call would make {end}")
+        if entry[0] is None:
+            shape = (k.size(0), k.size(1), self.capacity, k.size(3))
+            entry[0], entry[1] = k.new_zeros(shape), v.new_zeros(shape)
+        entry[0][:, :, self.length:end] = k
+        entry[1][:, :, self.length:end] = v
+        return entry[0][:, :, :end], entry[1][:, :, :end]
 
 
 def lm_loss(logits, targets, ignore_index: int = -100):
@@ -220,15 +243,17 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eos_id: 
     was_training = model.training
     model.eval()
     ids, mask = left_pad(prompts, pad_id, device)
-    B = ids.size(0)
-    cache = KVCache(model.config.n_layer) if use_cache else None
-    seq, full_mask = ids, mask
-    step_input = ids
+    B, P = ids.shape
+    # buffers of the final length, written in place: no copy of the cache or the mask per token
+    cache = KVCache(model.config.n_layer, capacity=P + max_new_tokens) if use_cache else None
+    full_mask = torch.zeros(B, P + max_new_tokens, dtype=mask.dtype, device=device)
+    full_mask[:, :P] = mask
+    seq, step_input = ids, ids
     done = torch.zeros(B, dtype=torch.bool, device=device)
     check_every = 1 if device.type == "cpu" else 8
     out = []
     for step in range(max_new_tokens):
-        logits = model(step_input if use_cache else seq, full_mask, cache)[:, -1, :].float()
+        logits = model(step_input if use_cache else seq, full_mask[:, :P + step], cache)[:, -1, :].float()
         if step < min_new_tokens:
             logits[:, eos_id] = float("-inf")
         if temperature == 0:
@@ -245,9 +270,10 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eos_id: 
         token = torch.where(done, torch.full_like(token, pad_id), token)
         out.append(token)
         done = done | (token == eos_id)
-        seq = torch.cat([seq, token[:, None]], dim=1)
-        full_mask = torch.cat([full_mask, (~done | (token == eos_id)).long()[:, None]], dim=1)
+        full_mask[:, P + step] = ~done | (token == eos_id)
         step_input = token[:, None]
+        if not use_cache:
+            seq = torch.cat([seq, step_input], dim=1)
         # asking "all done?" makes the host wait for the device: on a GPU ask every 8 tokens
         if (step % check_every == check_every - 1) and bool(done.all()):
             break

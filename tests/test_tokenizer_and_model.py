@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlhf_minimal.model import GPT, GPTConfig, filter_logits, generate, left_pad, lm_loss
+from rlhf_minimal.model import GPT, GPTConfig, KVCache, filter_logits, generate, left_pad, lm_loss
 from rlhf_minimal.tokenizer import Tokenizer, UnknownWordError
 from rlhf_minimal.world import demonstrations
 
@@ -47,6 +47,27 @@ def test_greedy_with_cache_equals_without(ci_world, tokenizer, tiny_model):
     _, _, plain = generate(tiny_model, prompts, 12, tokenizer.eos_id, tokenizer.pad_id, temperature=0,
                            use_cache=False)
     assert torch.equal(cached, plain)
+
+
+def test_preallocated_cache_gives_the_same_logits_as_a_growing_one(ci_world, tokenizer, tiny_model):
+    """A prompt, then three single tokens: buffers written in place and tensors grown by
+    concatenation hand attention the same keys and values, so the logits are equal exactly; and
+    both equal the logits of the whole sequence computed at once."""
+    prompts = [tokenizer.encode(t.prompt) for t in ci_world.splits["eval"][:3]]
+    ids, mask = left_pad(prompts, tokenizer.pad_id)
+    extra = torch.randint(5, tokenizer.vocab_size, (ids.size(0), 3), generator=torch.Generator().manual_seed(0))
+    growing, buffers = KVCache(tiny_model.config.n_layer), KVCache(tiny_model.config.n_layer, capacity=ids.size(1) + 3)
+    full = torch.cat([mask, torch.ones_like(extra)], 1)
+    with torch.no_grad():
+        steps = [(ids, mask)] + [(extra[:, i:i + 1], full[:, :ids.size(1) + i + 1]) for i in range(3)]
+        for step_ids, step_mask in steps:
+            a, b = tiny_model(step_ids, step_mask, growing), tiny_model(step_ids, step_mask, buffers)
+            assert torch.equal(a, b)
+        whole = tiny_model(torch.cat([ids, extra], 1), full)
+    assert torch.allclose(whole[:, -1], b[:, -1], atol=1e-5)
+    assert buffers.length == growing.length == ids.size(1) + 3
+    with pytest.raises(ValueError, match="the cache holds"):
+        tiny_model(extra[:, :1], torch.cat([full, torch.ones_like(extra[:, :1])], 1), buffers)
 
 
 def test_left_padding_does_not_change_logits(ci_world, tokenizer, tiny_model):
