@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..model import position_ids
 from . import Incorrect, Question, expect_close
-
-
-def _reference_course_positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def _check_course_positions(fn) -> None:
@@ -31,7 +28,7 @@ def _check_course_positions(fn) -> None:
     if torch.equal(got, left.cumsum(-1)):
         raise Incorrect("the first real token must get position 0, as in training (it got 1): subtract 1 "
                         "from the running count of real tokens.")
-    expect_close(got, _reference_course_positions(left), "the positions of a left-padded batch")
+    expect_close(got, position_ids(left), "the positions of a left-padded batch")
     right = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
     expect_close(fn(right.clone()), torch.tensor([[0, 1, 2, 2, 2], [0, 0, 0, 0, 0]]),
                  "the positions of a right-padded batch (pads after the text do not matter, but "
@@ -39,7 +36,7 @@ def _check_course_positions(fn) -> None:
     generator = torch.Generator().manual_seed(7)
     lengths = torch.randint(1, 9, (6,), generator=generator)
     mask = (torch.arange(8)[None, :] >= 8 - lengths[:, None]).long()
-    expect_close(fn(mask.clone()), _reference_course_positions(mask), "the positions of a random left-padded batch")
+    expect_close(fn(mask.clone()), position_ids(mask), "the positions of a random left-padded batch")
 
 
 q1 = Question(
@@ -53,8 +50,8 @@ q1 = Question(
 def course_positions(mask):
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 """,
-    reference=_reference_course_positions,
-    correct_message="pass these as position_ids and GPT-2 computes our logits (rlhf_minimal.export.position_ids).",
+    reference=position_ids,
+    correct_message="pass these as position_ids and GPT-2 computes our logits (rlhf_minimal.model.position_ids).",
 )
 
 
