@@ -9,8 +9,11 @@
 #   2. throughput of every phase for the `cpu` and the `gpu` configuration on the GPU, KV cache
 #      on and off; at the same time, on two other cores, the `cpu` configuration on 2 CPU
 #      threads (the GPU-vs-CPU ratio);
+#      The `cpu` configuration is measured twice on the GPU: eagerly, and with its training steps
+#      replayed from CUDA graphs (RLHF_CUDA_GRAPHS=1, bf16 or fp32 only);
 #   3. the whole pipeline at the `cpu` scale on the GPU, from scratch, against the 2-core CPU
-#      run kept in benchmarks/results/.
+#      run kept in benchmarks/results/;
+#   4. the same with CUDA graphs.
 # A step that fails is reported and the next one still runs; the exit status says whether all
 # of them worked.
 # DEVICE=cpu SMALL=ci BIG=ci FRESH= runs the same steps on a CPU in a few minutes (the test
@@ -60,12 +63,18 @@ $ON_CPU2 "$PY" -m rlhf_minimal bench --scale "$SMALL" --device cpu --threads 2 -
 cpu_bench=$!
 step "bench $SMALL on $DEVICE" $ON_REST "$PY" -m rlhf_minimal bench --scale "$SMALL" --device "$DEVICE" \
   --out "$OUT/bench_${SMALL}_on_${DEVICE}.json"
+step "bench $SMALL on $DEVICE, CUDA graphs" $ON_REST env RLHF_CUDA_GRAPHS=1 "$PY" -m rlhf_minimal bench \
+  --scale "$SMALL" --device "$DEVICE" --out "$OUT/bench_${SMALL}_on_${DEVICE}_graphs.json"
 step "bench $BIG on $DEVICE" $ON_REST "$PY" -m rlhf_minimal bench --scale "$BIG" --device "$DEVICE" \
   --out "$OUT/bench_${BIG}_on_${DEVICE}.json"
 
 echo "== 3. the whole pipeline at the $SMALL scale on $DEVICE, from scratch"
 step "run $SMALL" $ON_REST "$PY" -m rlhf_minimal run --scale "$SMALL" --device "$DEVICE" $FRESH \
   --out "$OUT/run_${SMALL}_on_${DEVICE}.json"
+
+echo "== 4. the same with CUDA graphs"
+step "run $SMALL, CUDA graphs" $ON_REST env RLHF_CUDA_GRAPHS=1 "$PY" -m rlhf_minimal run \
+  --scale "$SMALL" --device "$DEVICE" $FRESH --out "$OUT/run_${SMALL}_on_${DEVICE}_graphs.json"
 
 wait $cpu_bench || { echo "!! step 'bench $SMALL on 2 CPU threads' failed"; failed+=("bench cpu2"); }
 echo "-- the $SMALL configuration on 2 CPU threads:"; cat "$OUT/bench_cpu2.log"

@@ -32,14 +32,18 @@ def main() -> None:
     cpu = load(out / f"bench_{args.small}_on_cpu2.json")
     dev = load(out / f"bench_{args.small}_on_{args.device}.json")
     big = load(out / f"bench_{args.big}_on_{args.device}.json")
-    if cpu and dev:
-        print(f"\nthroughput of the {args.small} configuration: 2 CPU threads vs {dev['device']} "
-              f"({dev['environment'].get('gpu') or 'cpu'}, {dev['precision']})")
-        a, b = phase_rates(cpu), phase_rates(dev)
-        summary["small_config_ratio"] = {}
+    graphed = load(out / f"bench_{args.small}_on_{args.device}_graphs.json")
+    for key, bench in (("small_config_ratio", dev), ("small_config_ratio_graphs", graphed)):
+        if not (cpu and bench):
+            continue
+        print(f"\nthroughput of the {args.small} configuration: 2 CPU threads vs {bench['device']} "
+              f"({bench['environment'].get('gpu') or 'cpu'}, {bench['precision']}, "
+              f"{'CUDA graphs' if bench.get('graphs') else 'eager'})")
+        a, b = phase_rates(cpu), phase_rates(bench)
+        summary[key] = {}
         for phase in a:
             ratio = b[phase] / a[phase]
-            summary["small_config_ratio"][phase] = round(ratio, 2)
+            summary[key][phase] = round(ratio, 2)
             print(f"  {phase:<28}{a[phase]:>12.1f}{b[phase]:>12.1f}   x{ratio:.1f}")
     for name, bench in (("small", dev), ("big", big)):
         if bench:
@@ -49,13 +53,18 @@ def main() -> None:
                   f"{g['without_cache']['tokens_per_second']:.0f} tokens/s); PPO rollout share "
                   f"{bench['ppo_iteration']['rollout_share']:.2f}")
             summary[f"kv_cache_speedup_{bench['scale']}"] = g["kv_cache_speedup"]
+            widths = {k: (v["seconds_per_step"], v.get("seconds_per_step_new_width"))
+                      for k, v in bench["training"].items()}
+            print("  training step, repeated shape / new width: " + ", ".join(
+                f"{k} {1000 * a:.1f} / {1000 * b:.1f} ms" for k, (a, b) in widths.items() if b is not None))
     reference = load(Path(args.reference)) if args.reference else None
-    for scale in (args.big, args.small):
-        run = load(out / f"run_{scale}_on_{args.device}.json")
+    for scale, suffix in ((args.big, ""), (args.small, ""), (args.small, "_graphs")):
+        run = load(out / f"run_{scale}_on_{args.device}{suffix}.json")
         if not run:
             continue
         print(f"\nwhole pipeline, scale {scale} on {run['device']} ({run.get('gpu') or 'cpu'}), "
-              f"precision {run['precision']}: {run['total_seconds']:.0f} s")
+              f"precision {run['precision']}{', CUDA graphs' if run.get('cuda_graphs') else ''}: "
+              f"{run['total_seconds']:.0f} s")
         for stage, row in run["stages"].items():
             ref = reference["stages"].get(stage) if reference and scale == args.small else None
             extra = (f"   2 CPU cores: {ref['seconds']:.1f} s, x{ref['seconds'] / max(row['seconds'], 1e-9):.1f}"
@@ -63,7 +72,7 @@ def main() -> None:
             print(f"  {stage:<14}{row['seconds']:>8.1f} s{extra}")
         if reference and scale == args.small:
             ratio = reference["total_seconds"] / run["total_seconds"]
-            summary["small_pipeline_ratio"] = round(ratio, 2)
+            summary[f"small_pipeline_ratio{suffix}"] = round(ratio, 2)
             print(f"  whole pipeline vs 2 CPU cores ({reference['total_seconds']:.0f} s): x{ratio:.1f}")
         if run.get("peak_gpu_memory_gb") is not None:
             print(f"  peak GPU memory {run['peak_gpu_memory_gb']:.2f} GB")
@@ -75,7 +84,7 @@ def main() -> None:
         print(f"  reward model {rm['accuracy']:.3f} vs ceiling {rm['ceiling']:.3f}; PPO KL "
               f"{run['results']['sampled']['ppo'].get('kl_to_sft', float('nan')):.2f}; made-up answers SFT "
               f"{run['results']['sampled']['sft']['hallucination']:.2f} -> PPO {run['results']['sampled']['ppo']['hallucination']:.2f}")
-        summary[f"run_{scale}"] = {"total_seconds": run["total_seconds"],
+        summary[f"run_{scale}{suffix}"] = {"total_seconds": run["total_seconds"],
                                    "peak_gpu_memory_gb": run.get("peak_gpu_memory_gb")}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
 

@@ -6,12 +6,14 @@ what the weights learned), so the benchmark needs no cache and takes seconds:
 * generation tokens per second, with and without the KV cache (every row generates the full
   ``max_new_tokens``: EOS is blocked, so both runs do the same work);
 * training tokens per second of pretraining, SFT and the reward model (one optimizer step on a
-  batch of the stage's shape, repeated);
+  batch of the stage's shape, repeated), and the time of a step at a width not seen before;
 * one PPO iteration (rollout, reference and reward scoring, then the updates), in episodes per
   second and with the share of the time spent generating.
 
-Each measurement runs once to warm up, then ``repeats`` times; GPU work is synchronised before
-the clock is read.
+Each measurement runs once to warm up (twice with CUDA graphs: the second call records the
+graph), then ``repeats`` times; GPU work is synchronised before the clock is read. Training steps
+run as the stages run them: eagerly, or replayed from CUDA graphs when ``RLHF_CUDA_GRAPHS=1``
+(the ``graphs`` field of the result says which).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ import torch
 from .device import describe_environment
 from .model import GPT, generate, lm_loss
 from .scale import check_scale
-from .train import Precision, make_optimizer
+from .graphs import TrainStep, graphs_requested, make_graph_optimizer
+from .train import FiniteGuard, Precision, make_optimizer
 
 
 def _sync(device: torch.device) -> None:
@@ -32,9 +35,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timeit(fn, device: torch.device, repeats: int) -> float:
-    """Seconds per call of ``fn``, after one warm-up call."""
-    fn()
+def _timeit(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Seconds per call of ``fn``, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
     _sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
@@ -45,7 +49,7 @@ def _timeit(fn, device: torch.device, repeats: int) -> float:
 
 def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo=print) -> dict:
     """Throughput of every phase at ``scale``'s sizes on ``device``; returns a JSON-ready dict."""
-    from .ppo import PolicyWithValue, PPOConfig, ppo_update, rollout
+    from .ppo import PolicyWithValue, PPOConfig, pad_rollout, ppo_minibatch_loss, ppo_update, rollout
     from .pretrain import PretrainConfig
     from .reward import RewardConfig, RewardModel
     from .sft import SFTConfig
@@ -62,7 +66,9 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
     rm_cfg, ppo_cfg = RewardConfig.preset(scale), PPOConfig.preset(scale)
     model = GPT(pre_cfg.model_config(tokenizer.vocab_size)).to(device)
     precision = Precision(device)
-    result = {"scale": scale, "device": str(device), "precision": precision.name,
+    graphs = graphs_requested(device) and not precision.scaler.is_enabled()
+    warmup = 2 if graphs else 1
+    result = {"scale": scale, "device": str(device), "precision": precision.name, "graphs": graphs,
               "environment": describe_environment(), "parameters": model.num_parameters(),
               "repeats": repeats}
 
@@ -92,14 +98,26 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
         optimizer = make_optimizer(net, 1e-4)
         x = torch.randint(2, tokenizer.vocab_size, (batch_size, length), generator=generator).to(device)
 
-        def step():
+        def body(x):
             with precision.autocast():
-                loss = loss_fn(net, x)
-            precision.step(loss, net, optimizer)
-        seconds = _timeit(step, device, repeats * 3)
+                return (loss_fn(net, x),)
+        train_step = TrainStep(body, net, make_graph_optimizer(optimizer) if graphs else optimizer,
+                               precision, FiniteGuard(name, device), graphs=graphs)
+        seconds = _timeit(lambda: train_step(0, 1e-4, x), device, repeats * 3, warmup)
+        # The stages' batches vary in width (SFT, reward model) or in prompt length (PPO); a GPU
+        # library may prepare each new shape once (kernel choice, plans), which a repeated batch
+        # never shows. So also time single steps at eight widths not seen before.
+        _sync(device)
+        start = time.perf_counter()
+        for width in range(length - 8, length):
+            train_step(0, 1e-4, x[:, :width])
+        _sync(device)
+        new_shape = (time.perf_counter() - start) / 8
         row = {"seconds_per_step": round(seconds, 5), "batch": batch_size, "length": length,
-               "tokens_per_second": round(batch_size * length / seconds, 1)}
-        echo(f"{name}: {row['tokens_per_second']:.0f} tokens/s ({1 / seconds:.1f} steps/s)")
+               "tokens_per_second": round(batch_size * length / seconds, 1),
+               "seconds_per_step_new_width": round(new_shape, 5)}
+        echo(f"{name}: {row['tokens_per_second']:.0f} tokens/s ({1 / seconds:.1f} steps/s; "
+             f"a step at a new width {1000 * new_shape:.1f} ms against {1000 * seconds:.1f} ms)")
         return row
 
     lm_step = lambda net, x: lm_loss(net(x[:, :-1]), x[:, 1:])  # noqa: E731
@@ -118,21 +136,30 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
     rm = RewardModel(rm_net.eval(), tokenizer)
     policy = PolicyWithValue(model.eval(), ppo_cfg.value_model).to(device)
     ref = GPT(model.config).to(device).eval()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=ppo_cfg.lr)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=ppo_cfg.lr,
+                                  fused=True if device.type == "cuda" else None)
+    update_step = TrainStep(ppo_minibatch_loss(policy, ppo_cfg, precision), policy,
+                            make_graph_optimizer(optimizer) if graphs else optimizer, precision,
+                            FiniteGuard("PPO", device), ppo_cfg.max_grad_norm, graphs=graphs)
     sampler = torch.Generator(device=device).manual_seed(seed)
     timings = {"rollout": 0.0, "update": 0.0}
+    fixed = (max(map(len, prompts)), new)  # one shape for every rollout, as train_ppo pads with graphs
 
     def ppo_iteration():
         _sync(device)
         t0 = time.perf_counter()
-        batch_ = rollout(policy, ref, rm, tokenizer, tasks, ppo_cfg, ppo_cfg.kl_coef, sampler)
+        batch_ = rollout(policy, ref, rm, tokenizer, tasks, ppo_cfg, ppo_cfg.kl_coef, sampler,
+                         prompt_width=fixed[0] if graphs else None)
+        if graphs:
+            batch_ = pad_rollout(batch_, *fixed, tokenizer.pad_id)
         _sync(device)
         t1 = time.perf_counter()
-        ppo_update(policy, optimizer, batch_, ppo_cfg, generator, 0, precision)
+        ppo_update(policy, update_step.optimizer, batch_, ppo_cfg, generator, 0, precision,
+                   update_step.guard, update_step)
         _sync(device)
         timings["rollout"] += t1 - t0
         timings["update"] += time.perf_counter() - t1
-    seconds = _timeit(ppo_iteration, device, repeats)
+    seconds = _timeit(ppo_iteration, device, repeats)  # one warm-up iteration records the graphs
     share = timings["rollout"] / (timings["rollout"] + timings["update"])
     result["ppo_iteration"] = {"seconds": round(seconds, 4), "episodes": batch,
                                "episodes_per_second": round(batch / seconds, 1),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .graphs import graphs_requested
 from . import cache
 from .device import describe_environment, pick_device
 from .judge import GoldJudge
@@ -126,6 +127,7 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
     report = {
         "scale": scale, "seed": seed, "device": str(device), "gpu": env["gpu"],
         "precision": ppo_info["log"].get("precision"),
+        "cuda_graphs": graphs_requested(device),
         "versions": {k: env[k] for k in ("python", "torch", "rlhf_minimal", "transformers", "datasets")},
         "platform": env["platform"], "cpu_threads": env["cpu_threads"],
         "peak_gpu_memory_gb": (round(torch.cuda.max_memory_allocated() / 2**30, 3)

@@ -35,6 +35,7 @@ from torch import nn
 
 from .cache import cached, load_checkpoint, read_json, save_checkpoint
 from .device import pick_device
+from .graphs import TrainStep, graphs_requested, make_train_step
 from .judge import GoldJudge
 from .model import GPT, generate, left_pad
 from .scale import check_scale, current_scale
@@ -226,17 +227,19 @@ def response_mask(response: torch.Tensor, eos_id: int) -> torch.Tensor:
 
 @torch.no_grad()
 def rollout(policy: PolicyWithValue, ref: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig,
-            kl_coef: float, generator: torch.Generator) -> dict:
-    """Sample one batch and compute everything the updates need (eq-ppo-reward, eq-gae)."""
+            kl_coef: float, generator: torch.Generator, prompt_width: int | None = None) -> dict:
+    """Sample one batch and compute everything the updates need (eq-ppo-reward, eq-gae).
+    ``prompt_width`` pads every batch's prompts to one width (for CUDA graphs, see ``generate``)."""
     device = next(policy.parameters()).device
     prompts = [tokenizer.encode(t.prompt) for t in tasks]
-    room = policy.lm.config.max_len - max(len(p) for p in prompts)
+    room = policy.lm.config.max_len - max(prompt_width or 0, *(len(p) for p in prompts))
     if room < 2:
         raise ValueError(f"a prompt of {max(len(p) for p in prompts)} tokens leaves no room to answer "
                          f"in a context of {policy.lm.config.max_len}")
     prompt_ids, prompt_mask, response = generate(
         policy.lm, prompts, min(cfg.max_new_tokens, room), tokenizer.eos_id, tokenizer.pad_id,
-        temperature=cfg.temperature, top_k=cfg.sample_top_k, generator=generator, min_new_tokens=0)
+        temperature=cfg.temperature, top_k=cfg.sample_top_k, generator=generator, min_new_tokens=0,
+        prompt_width=prompt_width)
     mask = response_mask(response, tokenizer.eos_id)
     response = torch.where(mask.bool(), response, torch.full_like(response, tokenizer.pad_id))
     ids = torch.cat([prompt_ids, response], 1)
@@ -268,44 +271,77 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     return float("nan") if var == 0 else (1 - (r - v).var() / var).item()
 
 
+UPDATE_INPUTS = ("ids", "attn", "response", "mask", "logprobs", "advantages", "values", "returns")
+STAT_NAMES = ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl", "ratio")
+
+
+def ppo_minibatch_loss(policy: PolicyWithValue, cfg: PPOConfig, precision: Precision):
+    """The loss of one minibatch (eq-ppo-clip + vf_coef * eq-value-clip - entropy_coef * entropy)
+    as a function of the rollout tensors named in ``UPDATE_INPUTS``; it returns the loss and the
+    statistics of ``STAT_NAMES``, the latter computed without gradient."""
+    def loss_fn(ids, attn, response, mask, old, advantages, old_values, returns):
+        P = ids.size(1) - response.size(1)
+        mask = mask.float()
+        with precision.autocast():
+            logits, values = policy(ids, attn)
+        logits, values = logits[:, P - 1:-1].float(), values[:, P - 1:-1].float()
+        logprobs = token_logprobs(logits, response, cfg.temperature)
+        pg = policy_loss(logprobs, old, advantages, mask, cfg.clip_eps)
+        vf = value_loss(values, old_values, returns, mask, cfg.value_clip)
+        entropy = masked_mean(entropy_from_logits(logits, cfg.temperature), mask)
+        loss = pg + cfg.vf_coef * vf - cfg.entropy_coef * entropy
+        with torch.no_grad():
+            log_ratio = logprobs - old
+            ratio = log_ratio.exp()
+            clip_fraction = masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), mask)
+            # k3 estimator of KL(old || new): unbiased and never negative
+            approx_kl = masked_mean(ratio - 1 - log_ratio, mask)
+            mean_ratio = masked_mean(ratio, mask)
+        return loss, pg.detach(), vf.detach(), entropy.detach(), clip_fraction, approx_kl, mean_ratio
+    return loss_fn
+
+
+def pad_rollout(batch: dict, prompt_width: int, response_width: int, pad_id: int) -> dict:
+    """The update tensors of ``batch`` widened to fixed sizes, so that every rollout has the same
+    shapes (what CUDA graphs replay). Prompts get more left padding and responses more right
+    padding, all masked out: our positions ignore padding, so the real tokens' numbers do not
+    change (up to rounding)."""
+    P, N = batch["P"], batch["response"].size(1)
+    if P > prompt_width or N > response_width:
+        raise ValueError(f"a rollout of {P} + {N} tokens does not fit {prompt_width} + {response_width}")
+    left, right = prompt_width - P, response_width - N
+    out = dict(batch, P=prompt_width)
+    pad = lambda t, value: F.pad(t, (left, right), value=value)  # noqa: E731
+    out["ids"], out["attn"] = pad(batch["ids"], pad_id), pad(batch["attn"], 0)
+    out["response"] = F.pad(batch["response"], (0, right), value=pad_id)
+    for key in ("mask", "logprobs", "advantages", "values", "returns"):
+        out[key] = F.pad(batch[key], (0, right), value=0)
+    return out
+
+
 def ppo_update(policy: PolicyWithValue, optimizer, batch: dict, cfg: PPOConfig,
                generator: torch.Generator, step: int, precision: Precision | None = None,
-               guard: FiniteGuard | None = None) -> dict:
+               guard: FiniteGuard | None = None, train_step: TrainStep | None = None) -> dict:
     """``ppo_epochs`` passes of shuffled minibatches over one rollout batch (eq-ppo-clip,
-    eq-value-clip). Returns the averaged statistics."""
+    eq-value-clip). Returns the averaged statistics.
+
+    ``train_step`` (a :class:`TrainStep` of :func:`ppo_minibatch_loss`) is kept across updates by
+    :func:`train_ppo`, so that its CUDA graphs are reused; without it the step runs eagerly.
+    """
     precision = precision or Precision(batch["ids"].device)
     guard = guard or FiniteGuard("PPO", batch["ids"].device)
+    train_step = train_step or TrainStep(ppo_minibatch_loss(policy, cfg, precision), policy,
+                                         optimizer, precision, guard, cfg.max_grad_norm)
     policy.train()
     n = batch["ids"].size(0)
-    P = batch["P"]
-    stats = {k: [] for k in ("policy_loss", "value_loss", "entropy", "clip_fraction",
-                             "approx_kl", "ratio")}
+    stats = {k: [] for k in STAT_NAMES}
     for _ in range(cfg.ppo_epochs):
         order = torch.randperm(n, generator=generator).to(batch["ids"].device)
         for start in range(0, n, cfg.minibatch_size):
             idx = order[start:start + cfg.minibatch_size]
-            mask = batch["mask"][idx].float()
-            with precision.autocast():
-                logits, values = policy(batch["ids"][idx], batch["attn"][idx])
-            logits, values = logits[:, P - 1:-1].float(), values[:, P - 1:-1].float()
-            logprobs = token_logprobs(logits, batch["response"][idx], cfg.temperature)
-            old = batch["logprobs"][idx]
-            pg = policy_loss(logprobs, old, batch["advantages"][idx], mask, cfg.clip_eps)
-            vf = value_loss(values, batch["values"][idx], batch["returns"][idx], mask, cfg.value_clip)
-            entropy = masked_mean(entropy_from_logits(logits, cfg.temperature), mask)
-            loss = pg + cfg.vf_coef * vf - cfg.entropy_coef * entropy
-            guard(loss, step)
-            precision.step(loss, policy, optimizer, cfg.max_grad_norm)
-            with torch.no_grad():
-                log_ratio = logprobs - old
-                ratio = log_ratio.exp()
-                stats["policy_loss"].append(pg.detach())
-                stats["value_loss"].append(vf.detach())
-                stats["entropy"].append(entropy.detach())
-                stats["clip_fraction"].append(masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), mask))
-                # k3 estimator of KL(old || new): unbiased and never negative
-                stats["approx_kl"].append(masked_mean(ratio - 1 - log_ratio, mask))
-                stats["ratio"].append(masked_mean(ratio, mask))
+            outputs = train_step(step, None, *(batch[k][idx] for k in UPDATE_INPUTS))
+            for name, value in zip(STAT_NAMES, outputs[1:]):
+                stats[name].append(value)
     means = torch.stack([torch.stack(v).mean() for v in stats.values()]).tolist()  # one host sync
     return dict(zip(stats, means))
 
@@ -338,7 +374,15 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
     value_ids = {id(p) for p in policy.value_parameters()}
     optimizer = torch.optim.AdamW(
         [{"params": [p for p in policy.parameters() if id(p) not in value_ids], "lr": cfg.lr},
-         {"params": policy.value_parameters(), "lr": cfg.value_lr}], betas=(0.9, 0.95), weight_decay=0.0)
+         {"params": policy.value_parameters(), "lr": cfg.value_lr}], betas=(0.9, 0.95), weight_decay=0.0,
+        fused=True if torch.device(device).type == "cuda" else None)
+    train_step = make_train_step(ppo_minibatch_loss(policy, cfg, precision), policy, optimizer,
+                                 precision, guard, cfg.max_grad_norm)
+    # with CUDA graphs, every rollout is padded to one shape so that one recorded step serves all
+    longest_prompt = max(len(tokenizer.encode(t.prompt)) for t in tasks)
+    fits = longest_prompt + cfg.max_new_tokens <= policy.lm.config.max_len
+    prompt_width = longest_prompt if fits and graphs_requested(device) else None
+    fixed = (longest_prompt, cfg.max_new_tokens) if fits and train_step.graphs else None
     controller = (AdaptiveKL(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                   else FixedKL(cfg.kl_coef))
     keys = ("rm_score", "gold_score", "kl", "kl_coef", "entropy", "clip_fraction", "approx_kl",
@@ -354,8 +398,11 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
                 order, cursor = torch.randperm(len(tasks), generator=generator).tolist(), 0
             batch_tasks.append(tasks[order[cursor]])
             cursor += 1
-        batch = rollout(policy, ref, rm, tokenizer, batch_tasks, cfg, controller.value, sampler)
-        stats = ppo_update(policy, optimizer, batch, cfg, generator, step, precision, guard)
+        batch = rollout(policy, ref, rm, tokenizer, batch_tasks, cfg, controller.value, sampler,
+                        prompt_width=prompt_width)
+        update_batch = batch if fixed is None else pad_rollout(batch, *fixed, tokenizer.pad_id)
+        stats = ppo_update(policy, train_step.optimizer, update_batch, cfg, generator, step,
+                           precision, guard, train_step)
         kl_per_response = batch["kl"].sum(-1).mean().item()
         gold = ([judge.score(t, r).score for t, r in zip(batch_tasks, batch["texts"])]
                 if judge is not None else [float("nan")])

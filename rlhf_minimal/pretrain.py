@@ -15,6 +15,7 @@ from .device import pick_device
 from .model import GPT, GPTConfig, lm_loss
 from .scale import check_scale, current_scale
 from .tokenizer import Tokenizer
+from .graphs import make_train_step
 from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
 from .world import World, WorldConfig, make_world
 
@@ -100,26 +101,29 @@ def pretrain(world: World, tokenizer: Tokenizer, cfg: PretrainConfig, seed: int 
     model = GPT(cfg.model_config(tokenizer.vocab_size)).to(device)
     optimizer = make_optimizer(model, cfg.lr)
     precision, guard = Precision(device), FiniteGuard("pretraining", device)
+
+    def loss_fn(x, y):
+        with precision.autocast():
+            return (lm_loss(model(x), y),)
+
+    train_step = make_train_step(loss_fn, model, optimizer, precision, guard)
     log = {"step": [], "train_loss": [], "val_step": [], "val_loss": [],
            "parameters": model.num_parameters(), "train_tokens": train_data.numel()}
+    logged = []
     start = time.time()
     bar = progress(range(cfg.steps), desc="pretraining")
     for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
         x, y = _windows(train_data, cfg.batch_size, cfg.window, generator)
-        with precision.autocast():
-            loss = lm_loss(model(x), y)
-        guard(loss, step)
-        precision.step(loss, model, optimizer)
+        (loss,) = train_step(step, cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup), x, y)
         if step % 10 == 0 or step == cfg.steps - 1:
             log["step"].append(step)
-            log["train_loss"].append(round(loss.item(), 4))
+            logged.append(loss)  # read back at the end: no host sync inside the loop
         if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
             log["val_step"].append(step)
             log["val_loss"].append(round(_val_loss(model, val_data, cfg, generator), 4))
             bar.set_postfix(val_loss=log["val_loss"][-1])
     guard.close()
+    log["train_loss"] = [round(v, 4) for v in torch.stack(logged).float().tolist()]
     log["seconds"] = round(time.time() - start, 1)
     log["precision"] = precision.name
     log["tokens_seen"] = cfg.steps * cfg.batch_size * cfg.window

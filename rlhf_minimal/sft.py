@@ -24,6 +24,7 @@ from .model import GPT, lm_loss
 from .pretrain import base_model
 from .scale import check_scale, current_scale
 from .tokenizer import Tokenizer
+from .graphs import make_train_step
 from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
 from .world import World, demonstrations
 
@@ -75,13 +76,17 @@ def sft_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return lm_loss(logits, targets)
 
 
-def _batches(inputs, targets, batch_size, generator, shuffle=True):
+def _batches(inputs, targets, batch_size, generator, shuffle=True, width_multiple: int = 1):
+    """Batches with the columns that are padding in every row dropped. ``width_multiple`` rounds
+    the width up (CUDA graphs then see a few shapes instead of one per width); the extra columns
+    are right padding with ignored targets, which a causal model's real tokens never attend to."""
     order = torch.randperm(len(inputs), generator=generator) if shuffle else torch.arange(len(inputs))
     for start in range(0, len(inputs), batch_size):
         index = order[start:start + batch_size]
         x, y = inputs[index], targets[index]
         width = int((x != 0).any(0).nonzero().max()) + 1 if (x != 0).any() else x.size(1)
-        yield x[:, :width], y[:, :width]  # drop columns that are padding in every row
+        width = min(x.size(1), -(-width // width_multiple) * width_multiple)
+        yield x[:, :width], y[:, :width]
 
 
 @torch.no_grad()
@@ -112,6 +117,12 @@ def train_sft(model: GPT, tokenizer: Tokenizer, world: World, rows: list, cfg: S
     model = copy.deepcopy(model).to(device).train()
     optimizer = make_optimizer(model, cfg.lr)
     precision, guard = Precision(device), FiniteGuard("SFT", device)
+
+    def loss_fn(x, y):
+        with precision.autocast():
+            return (sft_loss(model(x), y),)
+
+    train_step = make_train_step(loss_fn, model, optimizer, precision, guard)
     steps_per_epoch = -(-len(x_train) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     log = {"epoch": [], "train_loss": [], "val_loss": [], "val_acceptable": [], "val_score": [],
@@ -132,14 +143,11 @@ def train_sft(model: GPT, tokenizer: Tokenizer, world: World, rows: list, cfg: S
     bar = progress(total=total, desc="SFT")
     for epoch in range(1, cfg.epochs + 1):
         losses = []
-        for x, y in _batches(x_train, y_train, cfg.batch_size, generator):
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, cfg.lr, cfg.warmup)
-            with precision.autocast():
-                loss = sft_loss(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True))
-            guard(loss, step)
-            precision.step(loss, model, optimizer)
-            losses.append(loss.detach())
+        for x, y in _batches(x_train, y_train, cfg.batch_size, generator,
+                             width_multiple=16 if train_step.graphs else 1):
+            (loss,) = train_step(step, cosine_lr(step, total, cfg.lr, cfg.warmup),
+                                 x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+            losses.append(loss)
             step += 1
             bar.update(1)
         guard.close()

@@ -100,11 +100,15 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path):
     run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path)], env=env,
                          capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
-    for name in ("bench_ci_on_cpu2.json", "bench_ci_on_cpu.json", "run_ci_on_cpu.json", "summary.json"):
+    for name in ("bench_ci_on_cpu2.json", "bench_ci_on_cpu.json", "bench_ci_on_cpu_graphs.json",
+                 "run_ci_on_cpu.json", "run_ci_on_cpu_graphs.json", "summary.json"):
         assert (tmp_path / name).exists(), name
     assert "KV-cache speed-up" in run.stdout and "whole pipeline, scale ci" in run.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert "small_config_ratio" in summary and summary["run_ci"]["total_seconds"] > 0
+    # on a CPU, RLHF_CUDA_GRAPHS=1 changes nothing: the steps run eagerly and say so
+    assert "small_config_ratio_graphs" in summary and "run_ci_graphs" in summary
+    assert json.loads((tmp_path / "bench_ci_on_cpu_graphs.json").read_text())["graphs"] is False
 
 
 def test_precision_override_is_checked(monkeypatch):
