@@ -242,7 +242,7 @@ class GraphedDecoder:
         for entry in self.cache.layers:
             entry[0] = torch.zeros(shape, dtype=param.dtype, device=param.device)
             entry[1] = torch.zeros(shape, dtype=param.dtype, device=param.device)
-        long = dict(dtype=torch.long, device=param.device)
+        long = {"dtype": torch.long, "device": param.device}
         self.token, self.position = torch.zeros(batch, 1, **long), torch.zeros(batch, 1, **long)
         self.key_mask, self.slot = torch.zeros(batch, capacity, **long), torch.zeros(1, **long)
         self.graph, self.logits, self.warmed = None, None, False
@@ -275,7 +275,7 @@ class GraphedDecoder:
         return self.logits.clone()
 
 
-_DECODERS: "weakref.WeakKeyDictionary[GPT, OrderedDict]" = weakref.WeakKeyDictionary()
+_DECODERS: weakref.WeakKeyDictionary[GPT, OrderedDict] = weakref.WeakKeyDictionary()
 
 
 def graphed_decoder(model: GPT, batch: int, capacity: int, keep: int = 4) -> GraphedDecoder:

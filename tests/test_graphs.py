@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from rlhf_minimal import graphs, ppo
 from rlhf_minimal.graphs import (
     RerunRecorder,
     TrainStep,
@@ -246,8 +247,6 @@ def test_a_wider_prompt_width_samples_the_same_tokens():
 def test_ppo_with_recorded_steps_and_decoding_learns_the_bandit(monkeypatch):
     """The whole graph path of train_ppo (fixed-width rollouts, recorded decoding, recorded
     updates with the fused optimizer) on the CPU stand-in: it learns what eager PPO learns."""
-    import rlhf_minimal.graphs as graphs
-    import rlhf_minimal.ppo as ppo
     from test_ppo import WORDS, TokenReward, _prob_of_a, _tiny_policy
 
     made = []
