@@ -53,10 +53,13 @@ def main() -> None:
                   f"{g['without_cache']['tokens_per_second']:.0f} tokens/s); PPO rollout share "
                   f"{bench['ppo_iteration']['rollout_share']:.2f}")
             summary[f"kv_cache_speedup_{bench['scale']}"] = g["kv_cache_speedup"]
-            widths = {k: (v["seconds_per_step"], v.get("seconds_per_step_new_width"))
-                      for k, v in bench["training"].items()}
-            print("  training step, repeated shape / new width: " + ", ".join(
-                f"{k} {1000 * a:.1f} / {1000 * b:.1f} ms" for k, (a, b) in widths.items() if b is not None))
+            for k, v in bench["training"].items():
+                if v.get("seconds_per_step_new_width") is None:
+                    continue
+                cudnn = v.get("seconds_per_step_new_width_with_cudnn_attention")
+                print(f"  {k} step: repeated shape {1000 * v['seconds_per_step']:.1f} ms, new width "
+                      f"{1000 * v['seconds_per_step_new_width']:.1f} ms"
+                      + (f", new width with cuDNN attention {1000 * cudnn:.1f} ms" if cudnn else ""))
     reference = load(Path(args.reference)) if args.reference else None
     for scale, suffix in ((args.big, ""), (args.small, ""), (args.small, "_graphs")):
         run = load(out / f"run_{scale}_on_{args.device}{suffix}.json")

@@ -107,15 +107,24 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
         # The stages' batches vary in width (SFT, reward model) or in prompt length (PPO); a GPU
         # library may prepare each new shape once (kernel choice, plans), which a repeated batch
         # never shows. So also time single steps at eight widths not seen before.
-        _sync(device)
-        start = time.perf_counter()
-        for width in range(length - 8, length):
-            train_step(0, 1e-4, x[:, :width])
-        _sync(device)
-        new_shape = (time.perf_counter() - start) / 8
+        def new_widths(widths):
+            _sync(device)
+            start = time.perf_counter()
+            for width in widths:
+                train_step(0, 1e-4, x[:, :width])
+            _sync(device)
+            return (time.perf_counter() - start) / len(widths)
+        new_shape = new_widths(range(length - 8, length))
         row = {"seconds_per_step": round(seconds, 5), "batch": batch_size, "length": length,
                "tokens_per_second": round(batch_size * length / seconds, 1),
                "seconds_per_step_new_width": round(new_shape, 5)}
+        if device.type == "cuda":  # what cuDNN's attention, off in the package, would cost
+            torch.backends.cuda.enable_cudnn_sdp(True)
+            try:
+                row["seconds_per_step_new_width_with_cudnn_attention"] = round(
+                    new_widths(range(length - 16, length - 8)), 5)
+            finally:
+                torch.backends.cuda.enable_cudnn_sdp(False)
         echo(f"{name}: {row['tokens_per_second']:.0f} tokens/s ({1 / seconds:.1f} steps/s; "
              f"a step at a new width {1000 * new_shape:.1f} ms against {1000 * seconds:.1f} ms)")
         return row

@@ -269,3 +269,10 @@ def test_ppo_with_recorded_steps_and_decoding_learns_the_bandit(monkeypatch):
     assert step.counts["replayed"] == 40 * 2 * 2 - 2  # one shape for all 40 rollouts
     assert _prob_of_a(policy.lm, tok) > 0.8
     assert sum(log["rm_score"][-5:]) / 5 > 0.8
+
+
+def test_importing_the_model_turns_cudnn_attention_off():
+    """cuDNN's attention plans every new input shape, and our batches change shape (chapter 6)."""
+    import rlhf_minimal.model  # noqa: F401
+
+    assert not torch.backends.cuda.cudnn_sdp_enabled()
