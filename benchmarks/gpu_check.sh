@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The GPU check of chapter 6, in one go (under 10 minutes on a recent GPU):
 #   bash benchmarks/gpu_check.sh [OUTDIR]
-# It prints, and writes as JSON under OUTDIR, in this order (the most wanted numbers first, so
-# that a run cut short still has them):
+# It first checks that training and decoding replayed from CUDA graphs give the eager numbers on
+# this GPU (tests/test_graphs.py, when pytest is installed). It then prints, and writes as JSON
+# under OUTDIR, in this order (the most wanted numbers first, so that a run cut short still has
+# them):
 #   1. the whole pipeline at the `gpu` scale on the GPU, from scratch: time per stage, peak GPU
 #      memory, precision and the gold-judge results. It trains in BIG_PRECISION (default fp16
 #      with loss scaling, the number format of Colab's T4, whatever the GPU);
 #   2. throughput of every phase for the `cpu` and the `gpu` configuration on the GPU, KV cache
 #      on and off; at the same time, on two other cores, the `cpu` configuration on 2 CPU
-#      threads (the GPU-vs-CPU ratio);
-#      The `cpu` configuration is measured twice on the GPU: eagerly, and with its training steps
-#      replayed from CUDA graphs (RLHF_CUDA_GRAPHS=1, bf16 or fp32 only);
+#      threads (the GPU-vs-CPU ratio). The `cpu` configuration is measured twice on the GPU:
+#      eagerly, and with its training steps and generated tokens replayed from CUDA graphs
+#      (RLHF_CUDA_GRAPHS=1);
 #   3. the whole pipeline at the `cpu` scale on the GPU, from scratch, against the 2-core CPU
 #      run kept in benchmarks/results/;
 #   4. the same with CUDA graphs.
@@ -50,6 +52,11 @@ step() {  # step NAME COMMAND...: run one step, report a failure and go on
   echo "-- $name: $(( $(date +%s) - t0 )) s"
 }
 start=$(date +%s)
+
+if [ "$DEVICE" != cpu ] && "$PY" -c "import pytest" 2>/dev/null; then
+  echo "== 0. are CUDA graphs right on $DEVICE? (tests/test_graphs.py, about a minute)"
+  step "graph tests" $ON_REST "$PY" -m pytest -q -p no:cacheprovider "$HERE/../tests/test_graphs.py"
+fi
 
 precision_env=()
 [ "$DEVICE" != cpu ] && [ -n "$BIG_PRECISION" ] && precision_env=(env RLHF_PRECISION="$BIG_PRECISION")
