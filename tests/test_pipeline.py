@@ -153,3 +153,23 @@ def test_finite_guard_stops_at_the_first_bad_step_even_when_deferred():
         late.close()
     with pytest.raises(TrainingDiverged, match="at step 0"):
         FiniteGuard("demo", "cpu")(torch.tensor(float("nan")), 0)  # every step on the CPU
+
+
+def test_reward_variants_script_reports_best_of_n_between_one_sample_and_the_gold_best(tmp_path):
+    """benchmarks/reward_variants.py at the ci scale, one variant, 4 answers per prompt."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reward_variants", ROOT / "benchmarks" / "reward_variants.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit):
+        script.main(["--scale", "ci", "--variants", "default,bigger"])
+    out = tmp_path / "variants.json"
+    assert script.main(["--scale", "ci", "--variants", "default", "--n", "4", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    best, one = report["best_by_gold"], report["first_sample"]
+    bon = report["variants"]["default"]["best_of_n"]
+    assert set(bon) == set(best) == set(one) and "all" in bon
+    for family in best:  # the gold judge's own pick bounds every other pick, family by family
+        assert best[family] >= bon[family] - 1e-9 and best[family] >= one[family] - 1e-9
+    assert 0.5 <= report["variants"]["default"]["accuracy"] <= 1.0
