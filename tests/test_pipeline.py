@@ -173,3 +173,5 @@ def test_reward_variants_script_reports_best_of_n_between_one_sample_and_the_gol
     for family in best:  # the gold judge's own pick bounds every other pick, family by family
         assert best[family] >= bon[family] - 1e-9 and best[family] >= one[family] - 1e-9
     assert 0.5 <= report["variants"]["default"]["accuracy"] <= 1.0
+    curve = report["variants"]["default"]["best_of_n_curve"]
+    assert list(curve) == ["2", "4"] and curve["4"] == bon["all"]  # best of all 4 is best-of-n
