@@ -26,7 +26,7 @@ import torch
 from .device import describe_environment
 from .model import GPT, generate, lm_loss
 from .scale import check_scale
-from .graphs import TrainStep, graphs_requested, make_graph_optimizer
+from .graphs import make_train_step, records_training
 from .train import FiniteGuard, Precision, make_optimizer
 
 
@@ -66,7 +66,7 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
     rm_cfg, ppo_cfg = RewardConfig.preset(scale), PPOConfig.preset(scale)
     model = GPT(pre_cfg.model_config(tokenizer.vocab_size)).to(device)
     precision = Precision(device)
-    graphs = graphs_requested(device) and not precision.scaler.is_enabled()
+    graphs = records_training(device, precision)
     warmup = 2 if graphs else 1
     result = {"scale": scale, "device": str(device), "precision": precision.name, "graphs": graphs,
               "environment": describe_environment(), "parameters": model.num_parameters(),
@@ -101,8 +101,7 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
         def body(x):
             with precision.autocast():
                 return (loss_fn(net, x),)
-        train_step = TrainStep(body, net, make_graph_optimizer(optimizer) if graphs else optimizer,
-                               precision, FiniteGuard(name, device), graphs=graphs)
+        train_step = make_train_step(body, net, optimizer, precision, FiniteGuard(name, device))
         seconds = _timeit(lambda: train_step(0, 1e-4, x), device, repeats * 3, warmup)
         # The stages' batches vary in width (SFT, reward model) or in prompt length (PPO); a GPU
         # library may prepare each new shape once (kernel choice, plans), which a repeated batch
@@ -147,9 +146,8 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
     ref = GPT(model.config).to(device).eval()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=ppo_cfg.lr,
                                   fused=True if device.type == "cuda" else None)
-    update_step = TrainStep(ppo_minibatch_loss(policy, ppo_cfg, precision), policy,
-                            make_graph_optimizer(optimizer) if graphs else optimizer, precision,
-                            FiniteGuard("PPO", device), ppo_cfg.max_grad_norm, graphs=graphs)
+    update_step = make_train_step(ppo_minibatch_loss(policy, ppo_cfg, precision), policy, optimizer,
+                                  precision, FiniteGuard("PPO", device), ppo_cfg.max_grad_norm)
     sampler = torch.Generator(device=device).manual_seed(seed)
     timings = {"rollout": 0.0, "update": 0.0}
     fixed = (max(map(len, prompts)), new)  # one shape for every rollout, as train_ppo pads with graphs

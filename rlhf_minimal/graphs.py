@@ -170,8 +170,10 @@ class TrainStep:
         self.recorded: OrderedDict = OrderedDict()  # shape key -> (graph, static inputs, outputs)
         self.counts = {"eager": 0, "recorded": 0, "replayed": 0}
 
-    def _body(self, *inputs):
+    def _body(self, *inputs, check=None):
         outputs = self.loss_fn(*inputs)
+        if check is not None:  # eagerly, the loss is checked before it can reach the weights
+            check(outputs[0])
         self.precision.step(outputs[0], self.model, self.optimizer, self.max_grad_norm)
         return tuple(o.detach() for o in outputs)
 
@@ -179,11 +181,8 @@ class TrainStep:
         if lr is not None:
             set_lr(self.optimizer, lr)
         if not self.graphs:
-            outputs = self.loss_fn(*inputs)
-            self.guard(outputs[0], index)
-            self.precision.step(outputs[0], self.model, self.optimizer, self.max_grad_norm)
             self.counts["eager"] += 1
-            return tuple(o.detach() for o in outputs)
+            return self._body(*inputs, check=lambda loss: self.guard(loss, index))
         key = tuple((tuple(t.shape), t.dtype) for t in inputs)
         if key in self.recorded:
             graph, static, outputs = self.recorded[key]
@@ -210,12 +209,16 @@ class TrainStep:
         return outputs
 
 
+def records_training(device, precision) -> bool:
+    """Whether training steps on ``device`` are recorded: :func:`graphs_requested`, and a precision
+    without loss scaling (fp16's cannot be recorded, see the module doc)."""
+    return graphs_requested(device) and not precision.scaler.is_enabled()
+
+
 def make_train_step(loss_fn, model, optimizer, precision, guard, max_grad_norm: float = 1.0) -> TrainStep:
-    """The stages' way to build a :class:`TrainStep`: graphs when :func:`graphs_requested` says
-    so for the model's device and the precision needs no loss scaling, with the optimizer made
-    recordable; eager otherwise."""
-    # fp16's loss scaling cannot be recorded (see the module doc): those steps stay eager
-    graphs = graphs_requested(next(model.parameters()).device) and not precision.scaler.is_enabled()
+    """The stages' way to build a :class:`TrainStep`: recorded when :func:`records_training` says
+    so for the model's device, with the optimizer made recordable; eager otherwise."""
+    graphs = records_training(next(model.parameters()).device, precision)
     if graphs:
         optimizer = make_graph_optimizer(optimizer)
     return TrainStep(loss_fn, model, optimizer, precision, guard, max_grad_norm, graphs=graphs)

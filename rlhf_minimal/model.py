@@ -307,7 +307,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, eos_id: 
     for step in range(max_new_tokens):
         if decoder is not None and step > 0:
             slot = P + step - 1  # where the newest token goes; its position counts real tokens
-            position = (full_mask[:, :slot + 1].sum(-1, keepdim=True) - 1).clamp(min=0)
+            position = position_ids(full_mask[:, :slot + 1])[:, -1:]
             logits = decoder(step_input, position, full_mask, slot).float()
         else:
             logits = model(step_input if use_cache else seq, full_mask[:, :P + step], cache)[:, -1, :].float()

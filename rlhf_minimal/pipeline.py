@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from .graphs import graphs_requested
 from . import cache
 from .device import describe_environment, pick_device
+from .graphs import graphs_requested
 from .judge import GoldJudge
 from .scale import current_scale
 
