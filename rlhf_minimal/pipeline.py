@@ -23,8 +23,12 @@ from .graphs import graphs_requested
 from .judge import GoldJudge
 from .scale import current_scale
 
-MODELS = ("base", "sft", "best_of_n", "ppo", "writers")
-LABELS = {"base": "base", "sft": "SFT", "best_of_n": "best-of-n", "ppo": "PPO", "writers": "writers"}
+LABELS = {"base": "base", "sft": "SFT", "ppo": "PPO", "writers": "writers"}
+
+
+def model_label(name: str) -> str:
+    """The table's name for a report row: ``best_of_4`` -> ``best-of-4``, ``sft`` -> ``SFT``."""
+    return name.replace("_", "-") if name.startswith("best_of_") else LABELS[name]
 
 
 def win_rate(scores_a: list[float], scores_b: list[float]) -> float:
@@ -110,16 +114,13 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
     evaluation = ppo_info["evaluation"]
     by_prompt = {t.prompt: t for t in world.splits["eval"]}
     writers = writers_entry(world, [by_prompt[p] for p in evaluation["prompts"]])
-    n_best = next(k for k in evaluation["sampled"] if k.startswith("best_of_"))
+    best_of = sorted(int(k.split("_")[-1]) for k in evaluation["sampled"] if k.startswith("best_of_"))
+    order = ("base", "sft", *(f"best_of_{n}" for n in best_of), "ppo", "writers")
     results = {}
     for decoding in ("sampled", "greedy"):
         entries = {"base": base_eval[decoding]["base"], **evaluation[decoding], "writers": writers}
         sft_scores = entries["sft"]["scores"]
-        results[decoding] = {}
-        for name in MODELS:
-            key = n_best if name == "best_of_n" else name
-            if key in entries:
-                results[decoding][name] = _model_row(entries[key], sft_scores)
+        results[decoding] = {name: _model_row(entries[name], sft_scores) for name in order if name in entries}
     families = {decoding: {name: {f: row["score"] for f, row in evaluation[decoding][name]["table"].items()}
                            for name in ("sft", "ppo")} for decoding in ("sampled", "greedy")}
     rm_eval = rm_info["evaluation"]
@@ -134,7 +135,7 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
                                if device.type == "cuda" else None),
         "stages": stages,
         "total_seconds": round(time.time() - start, 1),
-        "best_of_n": int(n_best.split("_")[-1]),
+        "best_of_n": best_of,
         "n_eval_prompts": evaluation["n_prompts"],
         "results": results,
         "families": families,
@@ -168,16 +169,13 @@ def summary_text(report: dict) -> str:
     lines.append(f"{'total':<14}{report['total_seconds']:>9.1f}")
     if report.get("peak_gpu_memory_gb") is not None:
         lines.append(f"peak GPU memory {report['peak_gpu_memory_gb']:.2f} GB")
-    n = report["best_of_n"]
     lines += ["", f"gold judge on {report['n_eval_prompts']} held-out prompts "
               "(win rate vs SFT: ties count half; KL in nats per response)"]
     header = f"{'model':<13}{'decoding':<9}{'gold':>7}{'accept':>8}{'win vs SFT':>11}{'made up':>9}{'KL':>7}"
     lines.append(header)
     for decoding in ("sampled", "greedy"):
         for name, row in report["results"][decoding].items():
-            label = f"best-of-{n}" if name == "best_of_n" else LABELS[name]
-            if name == "writers":
-                label = "writers*"
+            label = "writers*" if name == "writers" else model_label(name)
             kl = f"{row['kl_to_sft']:>7.2f}" if "kl_to_sft" in row else f"{'':>7}"
             lines.append(f"{label:<13}{decoding:<9}{row['gold_score']:>7.3f}{row['acceptable']:>8.3f}"
                          f"{row['win_rate_vs_sft']:>11.3f}{row['hallucination']:>9.2f}{kl}")

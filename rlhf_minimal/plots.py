@@ -192,6 +192,8 @@ def plot_policy_comparison(evaluation: dict, ax=None):
 def plot_pipeline_results(report: dict):
     """Two panels from a pipeline report: seconds per stage, and win rate against SFT of each model
     (sampled and greedy; 0.5 is a tie with SFT)."""
+    from .pipeline import model_label
+
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained",
                                       gridspec_kw={"width_ratios": [1, 1.6]})
     stages = list(report["stages"])
@@ -208,9 +210,8 @@ def plot_pipeline_results(report: dict):
         for x, y in zip(xs, ys):
             right.text(x, y + 0.01, f"{y:.2f}", ha="center", fontsize=8)
     right.axhline(0.5, color="black", linewidth=0.8, linestyle=":")
-    labels = {"best_of_n": f"best-of-{report['best_of_n']}", "sft": "SFT", "ppo": "PPO", "base": "base",
-              "writers": "writers\n(ceiling)"}
-    right.set_xticks(range(len(names)), [labels.get(n, n) for n in names])
+    labels = {"writers": "writers\n(ceiling)"}
+    right.set_xticks(range(len(names)), [labels.get(n) or model_label(n) for n in names])
     right.set(ylim=(0, 1), ylabel="win rate vs SFT (gold judge)",
               title=f"{report['n_eval_prompts']} held-out prompts, ties count half")
     right.legend(fontsize=8, loc="upper left")

@@ -2,7 +2,8 @@
 
 ``ci``  tiny: every lab in about a minute on 2 CPU cores (nbval in CI).
 ``cpu`` a laptop: the three stages end to end in about ten minutes on 2 cores.
-``gpu`` a free Colab T4: the strongest results in about ten minutes.
+``gpu`` a free Colab T4: larger models and data in about ten minutes (on a GPU, ``cpu`` is the
+        scale where PPO beats SFT; chapter 6).
 
 Unset, the scale is ``gpu`` when CUDA is available and ``cpu`` otherwise.
 Run ``python -m rlhf_minimal.scale`` to print the scale in use (or the error).

@@ -1,6 +1,7 @@
 """The whole pipeline (chapter 6): the report, the command line, the benchmark, the GPU script,
 and the mixed-precision and NaN guards every stage uses."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -62,7 +63,13 @@ def test_pipeline_report_at_ci_scale(tmp_path, capsys):
         for row in rows.values():
             assert -1.5 <= row["gold_score"] <= 1 and 0 <= row["win_rate_vs_sft"] <= 1
             assert 0 <= row["hallucination"] <= 1
-    assert "best_of_n" in report["results"]["sampled"] and report["best_of_n"] == 16
+    assert report["best_of_n"] == [4, 16]
+    sampled = report["results"]["sampled"]
+    assert list(sampled) == ["base", "sft", "best_of_4", "best_of_16", "ppo", "writers"]
+    # best-of-n's KL is the analytic log n - (n - 1) / n; greedy decoding has no best-of-n row
+    for n in (4, 16):
+        assert sampled[f"best_of_{n}"]["kl_to_sft"] == pytest.approx(math.log(n) - (n - 1) / n, abs=1e-4)
+        assert f"best_of_{n}" not in report["results"]["greedy"]
     assert report["results"]["sampled"]["ppo"]["kl_to_sft"] >= 0
     # the writers' answers are the table's ceiling: all acceptable, none made up, never beaten
     for decoding in ("sampled", "greedy"):
@@ -73,6 +80,7 @@ def test_pipeline_report_at_ci_scale(tmp_path, capsys):
     assert 0.5 < rm["accuracy"] <= 1 and 0.5 < rm["ceiling"] <= 1
     # the table printed is the report's
     assert summary_text(report) in printed and f"{rm['ceiling']:.3f}" in printed
+    assert "best-of-4" in printed and "best-of-16" in printed
     # a second run loads every stage from the cache and gives the same numbers
     again = tmp_path / "again.json"
     main(["run", "--scale", "ci", "--out", str(again)])

@@ -244,3 +244,18 @@ def test_best_of_n_curve_picks_the_best_of_the_first_n():
     curve = best_of_n_curve(bon, [None], ByLength(), ns=(1, 2, 4))
     assert curve["rm_score"] == [0.0, 2.0, 3.0] and curve["gold_score"] == [1.0, 3.0, 4.0]
     assert curve["kl"] == pytest.approx([0.0, math.log(2) - 0.5, math.log(4) - 0.75])
+
+
+def test_best_of_first_picks_among_the_first_n_samples_only():
+    from rlhf_minimal.ppo import best_of_first
+
+    bon = {"all_rm_scores": [[0.0, 2.0, 5.0, 3.0], [4.0, 1.0, 9.0, 0.0]],
+           "all_responses": [["a", "b", "c", "d"], ["e", "f", "g", "h"]]}
+    two = best_of_first(bon, 2)  # the 5.0 and the 9.0 are third: out of reach for n = 2
+    assert two["responses"] == ["b", "e"] and two["rm_scores"] == [2.0, 4.0]
+    assert two["kl"] == pytest.approx(math.log(2) - 1 / 2)
+    assert best_of_first(bon, 4)["responses"] == ["c", "g"]
+    assert best_of_first(bon, 1)["kl"] == 0.0
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="between 1 and the 4 samples"):
+            best_of_first(bon, bad)
