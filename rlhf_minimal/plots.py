@@ -336,9 +336,10 @@ def plot_gold_vs_kl(points: dict, bon: dict | None = None, ax=None):
         ax.plot(bon["kl"], bon["gold_score"], "o--", color=OKABE_ITO[4], label="best-of-n")
         for n, k, g in zip(bon["n"], bon["kl"], bon["gold_score"]):
             ax.annotate(f"{n}", (k, g), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    markers = ["s", "^", "D", "v", "P", "X"]
+    markers = ["s", "^", "D", "v", "P", "X", "*", "h"]
+    colours = [c for j, c in enumerate(OKABE_ITO) if j != 4]  # sky blue is the curve's
     for i, (name, (kl, gold)) in enumerate(points.items()):
-        ax.plot([kl], [gold], markers[i % len(markers)], markersize=9, color=OKABE_ITO[i % 7], label=name)
+        ax.plot([kl], [gold], markers[i % len(markers)], markersize=9, color=colours[i % len(colours)], label=name)
     ax.set(xlabel="KL to SFT (nats per response)", ylabel="mean gold score (sampled)",
            title="What each method buys for its KL")
     ax.legend(fontsize=8)

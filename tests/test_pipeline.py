@@ -183,3 +183,31 @@ def test_reward_variants_script_reports_best_of_n_between_one_sample_and_the_gol
     assert 0.5 <= report["variants"]["default"]["accuracy"] <= 1.0
     curve = report["variants"]["default"]["best_of_n_curve"]
     assert list(curve) == ["2", "4"] and curve["4"] == bon["all"]  # best of all 4 is best-of-n
+
+
+def test_ppo_settings_script_varies_only_ppo(tmp_path):
+    """benchmarks/ppo_settings.py at the ci scale: two settings share SFT, the reward model and the
+    best-of-n baselines, a larger beta keeps the policy closer to SFT, and bad settings are refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ppo_settings", ROOT / "benchmarks" / "ppo_settings.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for bad, message in (("[{\"beta\": 0.3}]", "not PPOConfig fields"), ("{\"kl_coef\": 1}", "JSON list"),
+                         ("[{kl_coef: 1}]", "JSON list")):
+        with pytest.raises(SystemExit, match=message):
+            script.parse_settings(bad)
+    out = tmp_path / "settings.json"
+    settings = '[{"kl_coef": 0.0, "lr": 0.0003}, {"kl_coef": 1.0, "lr": 0.0003}]'
+    assert script.main(["--scale", "ci", "--settings", settings, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    free, leashed = report["runs"]
+    assert free["config"]["kl_coef"] == 0.0 and leashed["config"]["kl_coef"] == 1.0
+    assert free["sampled"]["sft"] == leashed["sampled"]["sft"]  # same SFT, same evaluation draw
+    assert free["sampled"]["ppo"]["kl_to_sft"] > leashed["sampled"]["ppo"]["kl_to_sft"]
+    assert set(report["best_of_n"]) == {"best_of_4", "best_of_16"}
+    assert report["best_of_n"]["best_of_4"]["kl_to_sft"] == pytest.approx(math.log(4) - 0.75, abs=1e-4)
+    curve = report["best_of_n_curve"]  # the same draw as the evaluation's best-of-4 and best-of-16
+    assert curve["n"] == [1, 2, 4, 8, 16]
+    for n in (4, 16):
+        assert round(curve["gold_score"][curve["n"].index(n)], 4) == report["best_of_n"][f"best_of_{n}"]["gold_score"]

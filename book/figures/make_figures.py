@@ -368,8 +368,43 @@ def ppo_clip(path: Path = HERE / "ppo_clip.png") -> Path:
     return path
 
 
+RESULTS = HERE.parents[1] / "benchmarks" / "results"
+
+
+def _setting_label(setting: dict) -> str:
+    """``{"steps": 80, "prompts_per_step": 128, "kl_coef": 0.3}`` -> ``80×128, β 0.3``."""
+    steps, batch = setting.get("steps", 40), setting.get("prompts_per_step", 64)
+    beta = f"β→{setting['target_kl']:g} nat" if setting.get("adaptive_kl") else f"β {setting.get('kl_coef', 0.1):g}"
+    return f"{steps}×{batch}, {beta}" + (" (preset)" if not setting else "")
+
+
+def ppo_settings(path: Path = HERE / "ppo_settings.png") -> Path:
+    """Gold score against KL to SFT for PPO under each setting of benchmarks/ppo_settings.py, beside
+    the best-of-n curve from the same reward model, one panel per world (measured results)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_gold_vs_kl
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained", sharey=False)
+    for ax, seed in zip(axes, (0, 1)):
+        report = json.loads((RESULTS / f"ppo_settings_cpu_seed{seed}_on_cpu2.json").read_text())
+        sft = report["runs"][0]["sampled"]["sft"]["gold_score"]
+        points = {"SFT": (0.0, sft)}
+        for run in report["runs"]:
+            ppo = run["sampled"]["ppo"]
+            points[_setting_label(run["setting"])] = (ppo["kl_to_sft"], ppo["gold_score"])
+        plot_gold_vs_kl(points, report["best_of_n_curve"], ax=ax)
+        ax.set_title(f"PPO settings and best-of-n, cpu scale, seed {seed}", fontsize=11)
+        ax.legend(fontsize=7.5, loc="lower left", ncol=2)
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
-    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip):
+    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings):
         print("wrote", make())
 
 
