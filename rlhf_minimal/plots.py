@@ -337,7 +337,7 @@ def plot_gold_vs_kl(points: dict, bon: dict | None = None, ax=None):
         for n, k, g in zip(bon["n"], bon["kl"], bon["gold_score"]):
             ax.annotate(f"{n}", (k, g), fontsize=7, textcoords="offset points", xytext=(3, 3))
     markers = ["s", "^", "D", "v", "P", "X", "*", "h"]
-    colours = [c for j, c in enumerate(OKABE_ITO) if j != 4]  # sky blue is the curve's
+    colours = [OKABE_ITO[j] for j in (0, 1, 2, 3, 5, 7)]  # sky blue is the curve's; yellow is faint
     for i, (name, (kl, gold)) in enumerate(points.items()):
         ax.plot([kl], [gold], markers[i % len(markers)], markersize=9, color=colours[i % len(colours)], label=name)
     ax.set(xlabel="KL to SFT (nats per response)", ylabel="mean gold score (sampled)",

@@ -387,17 +387,19 @@ def ppo_settings(path: Path = HERE / "ppo_settings.png") -> Path:
     sys.path.insert(0, str(HERE.parents[1]))
     from rlhf_minimal.plots import plot_gold_vs_kl
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained", sharey=False)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained", sharey=False)
     for ax, seed in zip(axes, (0, 1)):
         report = json.loads((RESULTS / f"ppo_settings_cpu_seed{seed}_on_cpu2.json").read_text())
         sft = report["runs"][0]["sampled"]["sft"]["gold_score"]
-        points = {"SFT": (0.0, sft)}
-        for run in report["runs"]:
-            ppo = run["sampled"]["ppo"]
-            points[_setting_label(run["setting"])] = (ppo["kl_to_sft"], ppo["gold_score"])
+        points = {_setting_label(run["setting"]): (run["sampled"]["ppo"]["kl_to_sft"],
+                                                   run["sampled"]["ppo"]["gold_score"])
+                  for run in report["runs"]}
         plot_gold_vs_kl(points, report["best_of_n_curve"], ax=ax)
-        ax.set_title(f"PPO settings and best-of-n, cpu scale, seed {seed}", fontsize=11)
-        ax.legend(fontsize=7.5, loc="lower left", ncol=2)
+        ax.axhline(sft, color=GREY, linestyle=":", linewidth=1.2, label="SFT (the evaluation's draw)")
+        ax.set_title(f"cpu scale, seed {seed}", fontsize=11)
+        ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8.5, frameon=False)
     fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
