@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, wh
 
 from rlhf_minimal.device import describe_environment, pick_device  # noqa: E402
 from rlhf_minimal.judge import GoldJudge  # noqa: E402
-from rlhf_minimal.ppo import PPOConfig, best_of_n, best_of_n_curve, evaluate_ppo, train_ppo  # noqa: E402
+from rlhf_minimal.ppo import BEST_OF, PPOConfig, best_of_n, best_of_n_curve, evaluate_ppo, train_ppo  # noqa: E402
 from rlhf_minimal.reward import reward_model  # noqa: E402
 from rlhf_minimal.scale import SCALES  # noqa: E402
 from rlhf_minimal.sft import sft_model  # noqa: E402
@@ -102,8 +102,9 @@ def main(argv=None) -> int:
     # the whole best-of-n curve, from the very draw evaluate_ppo picked best-of-4 and -16 from
     cfg = PPOConfig.preset(args.scale)
     tasks = [t for t in world.splits["eval"] if t.lang == "a"]
-    draw = best_of_n(sft, rm, tokenizer, tasks, 16, cfg.temperature, cfg.max_new_tokens, args.seed + 200)
-    report["best_of_n_curve"] = best_of_n_curve(draw, tasks, judge, ns=(1, 2, 4, 8, 16))
+    n_max = max(BEST_OF)
+    draw = best_of_n(sft, rm, tokenizer, tasks, n_max, cfg.temperature, cfg.max_new_tokens, args.seed + 200)
+    report["best_of_n_curve"] = best_of_n_curve(draw, tasks, judge, ns=[n for n in (1, 2, 4, 8, 16, 32) if n <= n_max])
     for name, row in (baselines or {}).items():
         print(f"{name:<70} KL {row['kl_to_sft']:.2f}  sampled {row['gold_score']:.3f} "
               f"(win {row['win_rate_vs_sft']:.3f})")

@@ -586,8 +586,11 @@ def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
     return world, tokenizer, model, info
 
 
+BEST_OF = (4, 16)  # the best-of-n baselines of every evaluation, all from one draw of max(BEST_OF)
+
+
 def evaluate_ppo(policy: GPT, sft: GPT, rm, tokenizer, world, cfg: PPOConfig, seed: int = 0,
-                 best_of: tuple[int, ...] = (4, 16)) -> dict:
+                 best_of: tuple[int, ...] = BEST_OF) -> dict:
     """SFT, PPO and best-of-n for each n in ``best_of`` on the held-out evaluation prompts
     (language A), sampled and greedy, as JSON-ready numbers plus the responses.
 

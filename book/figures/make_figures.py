@@ -371,11 +371,11 @@ def ppo_clip(path: Path = HERE / "ppo_clip.png") -> Path:
 RESULTS = HERE.parents[1] / "benchmarks" / "results"
 
 
-def _setting_label(setting: dict) -> str:
-    """``{"steps": 80, "prompts_per_step": 128, "kl_coef": 0.3}`` -> ``80×128, β 0.3``."""
-    steps, batch = setting.get("steps", 40), setting.get("prompts_per_step", 64)
-    beta = f"β→{setting['target_kl']:g} nat" if setting.get("adaptive_kl") else f"β {setting.get('kl_coef', 0.1):g}"
-    return f"{steps}×{batch}, {beta}" + (" (preset)" if not setting else "")
+def _setting_label(run: dict) -> str:
+    """A run of benchmarks/ppo_settings.py as ``80×128, β 0.3``, read from its full configuration."""
+    cfg = run["config"]
+    beta = f"β→{cfg['target_kl']:g} nat" if cfg["adaptive_kl"] else f"β {cfg['kl_coef']:g}"
+    return f"{cfg['steps']}×{cfg['prompts_per_step']}, {beta}" + (" (preset)" if not run["setting"] else "")
 
 
 def ppo_settings(path: Path = HERE / "ppo_settings.png") -> Path:
@@ -391,7 +391,7 @@ def ppo_settings(path: Path = HERE / "ppo_settings.png") -> Path:
     for ax, seed in zip(axes, (0, 1)):
         report = json.loads((RESULTS / f"ppo_settings_cpu_seed{seed}_on_cpu2.json").read_text())
         sft = report["runs"][0]["sampled"]["sft"]["gold_score"]
-        points = {_setting_label(run["setting"]): (run["sampled"]["ppo"]["kl_to_sft"],
+        points = {_setting_label(run): (run["sampled"]["ppo"]["kl_to_sft"],
                                                    run["sampled"]["ppo"]["gold_score"])
                   for run in report["runs"]}
         plot_gold_vs_kl(points, report["best_of_n_curve"], ax=ax)
