@@ -95,8 +95,9 @@ def test_bench_writes_every_number(tmp_path):
     result = json.loads(out.read_text())
     gen = result["generation"]
     assert gen["with_cache"]["tokens_per_second"] > 0 and gen["without_cache"]["tokens_per_second"] > 0
-    assert gen["kv_cache_speedup"] == pytest.approx(
-        gen["without_cache"]["seconds"] / gen["with_cache"]["seconds"], rel=0.02)
+    # the ratio of the two stored times, to the 2 decimals it is stored with (approx(rel=) failed
+    # when a slow moment made the ratio small and the rounding large in relative terms)
+    assert gen["kv_cache_speedup"] == round(gen["without_cache"]["seconds"] / gen["with_cache"]["seconds"], 2)
     assert set(result["training"]) == {"pretrain", "sft", "reward"}
     assert all(row["tokens_per_second"] > 0 for row in result["training"].values())
     assert 0 < result["ppo_iteration"]["rollout_share"] < 1
