@@ -23,7 +23,8 @@ from .graphs import graphs_requested
 from .judge import GoldJudge
 from .scale import current_scale
 
-LABELS = {"base": "base", "sft": "SFT", "ppo": "PPO", "writers": "writers"}
+LABELS = {"base": "base", "sft": "SFT", "ppo": "PPO", "writers": "writers",
+          "ppo_likelihood": "PPO-on-SFT-lik"}
 
 
 def model_label(name: str) -> str:
@@ -40,6 +41,26 @@ def win_rate(scores_a: list[float], scores_b: list[float]) -> float:
     return round((wins + 0.5 * ties) / len(scores_a), 4)
 
 
+def decisive_win_rate(scores_a: list[float], scores_b: list[float]) -> dict:
+    """Win rate of A over B among the prompts where their gold scores differ, and the share of
+    prompts where they tie. Half of SFT's sampled answers score exactly 1.0, so most prompts tie
+    and :func:`win_rate` (ties count half) cannot move far from 0.5; this one can."""
+    if len(scores_a) != len(scores_b) or not scores_a:
+        raise ValueError("decisive_win_rate needs two equally long, non-empty lists of scores")
+    wins = sum(a > b for a, b in zip(scores_a, scores_b))
+    decided = sum(a != b for a, b in zip(scores_a, scores_b))
+    return {"win_rate_untied": round(wins / decided, 4) if decided else 0.5,
+            "tie_share": round(1 - decided / len(scores_a), 4)}
+
+
+def gap_closed(gold: float, sft_gold: float, writers_gold: float) -> float:
+    """The share of the way from SFT's mean gold score to the demonstration writers' that a model
+    has gone: 0 is SFT, 1 is the writers, negative is worse than SFT."""
+    if writers_gold == sft_gold:
+        return 0.0
+    return round((gold - sft_gold) / (writers_gold - sft_gold), 4)
+
+
 def _timed(name: str, fn, stages: dict, echo):
     echo(f"[{name}] ...")
     before, start = len(cache.BUILT), time.time()
@@ -51,9 +72,11 @@ def _timed(name: str, fn, stages: dict, echo):
     return result
 
 
-def _model_row(entry: dict, sft_scores: list) -> dict:
+def _model_row(entry: dict, sft: dict, writers: dict) -> dict:
     row = {"gold_score": entry["gold_score"], "acceptable": entry["table"]["all"]["acceptable"],
-           "hallucination": entry["hallucination"], "win_rate_vs_sft": win_rate(entry["scores"], sft_scores)}
+           "hallucination": entry["hallucination"], "win_rate_vs_sft": win_rate(entry["scores"], sft["scores"]),
+           **decisive_win_rate(entry["scores"], sft["scores"]),
+           "gap_closed": gap_closed(entry["gold_score"], sft["gold_score"], writers["gold_score"])}
     if "kl" in entry:
         row["kl_to_sft"] = entry["kl"]
     return row
@@ -103,8 +126,11 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
     _, _, sft, sft_log = _timed("sft", lambda: sft_model(scale, seed, fresh, device), stages, echo)
     _, _, rm, rm_info = _timed("reward", lambda: reward_model(scale, seed, fresh, device), stages, echo)
     _, _, policy, ppo_info = _timed("ppo", lambda: ppo_policy(scale, seed, fresh, device), stages, echo)
+    # the sharpening control: the same PPO against the SFT model's own likelihood, no preferences
+    _, _, _, control_info = _timed("ppo_likelihood", lambda: ppo_policy(
+        scale, seed, fresh, device, reward_source="likelihood"), stages, echo)
     for name, log in (("pretrain", base_log), ("sft", sft_log), ("reward", rm_info["log"]),
-                      ("ppo", ppo_info["log"])):
+                      ("ppo", ppo_info["log"]), ("ppo_likelihood", control_info["log"])):
         stages[name]["train_seconds"] = log.get("seconds")
     echo("[evaluate] base model ...")
     eval_start = time.time()
@@ -115,12 +141,13 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
     by_prompt = {t.prompt: t for t in world.splits["eval"]}
     writers = writers_entry(world, [by_prompt[p] for p in evaluation["prompts"]])
     best_of = sorted(int(k.split("_")[-1]) for k in evaluation["sampled"] if k.startswith("best_of_"))
-    order = ("base", "sft", *(f"best_of_{n}" for n in best_of), "ppo", "writers")
+    order = ("base", "sft", *(f"best_of_{n}" for n in best_of), "ppo_likelihood", "ppo", "writers")
     results = {}
     for decoding in ("sampled", "greedy"):
-        entries = {"base": base_eval[decoding]["base"], **evaluation[decoding], "writers": writers}
-        sft_scores = entries["sft"]["scores"]
-        results[decoding] = {name: _model_row(entries[name], sft_scores) for name in order if name in entries}
+        entries = {"base": base_eval[decoding]["base"], **evaluation[decoding], "writers": writers,
+                   "ppo_likelihood": control_info["evaluation"][decoding]["ppo"]}
+        results[decoding] = {name: _model_row(entries[name], entries["sft"], writers)
+                             for name in order if name in entries}
     families = {decoding: {name: {f: row["score"] for f, row in evaluation[decoding][name]["table"].items()}
                            for name in ("sft", "ppo")} for decoding in ("sampled", "greedy")}
     rm_eval = rm_info["evaluation"]
@@ -141,6 +168,8 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
         "families": families,
         "reward_model": {"accuracy": rm_eval["accuracy"], "ceiling": rm_eval["ceiling"],
                          "accuracy_vs_gold": rm_eval["accuracy_vs_gold"],
+                         "gold_order": rm_eval.get("gold_order"),
+                         "labeler_labeler": rm_eval["agreement"]["labeler_labeler"],
                          "n_train_pairs": rm_eval["n_train_pairs"], "n_heldout_pairs": rm_eval["n_heldout_pairs"]},
         "ppo_training": {"gold_score_first": ppo_info["log"]["gold_score"][0],
                          "gold_score_last": ppo_info["log"]["gold_score"][-1],
@@ -169,21 +198,28 @@ def summary_text(report: dict) -> str:
     lines.append(f"{'total':<14}{report['total_seconds']:>9.1f}")
     if report.get("peak_gpu_memory_gb") is not None:
         lines.append(f"peak GPU memory {report['peak_gpu_memory_gb']:.2f} GB")
-    lines += ["", f"gold judge on {report['n_eval_prompts']} held-out prompts "
-              "(win rate vs SFT: ties count half; KL in nats per response)"]
-    header = f"{'model':<13}{'decoding':<9}{'gold':>7}{'accept':>8}{'win vs SFT':>11}{'made up':>9}{'KL':>7}"
+    lines += ["", f"gold judge on {report['n_eval_prompts']} held-out prompts (gap: share of the way from "
+              "SFT to the writers; win: among prompts where the two differ, beside the share of ties; "
+              "win 1/2: ties count half; KL in nats per response)"]
+    header = (f"{'model':<15}{'decoding':<9}{'gold':>7}{'gap':>7}{'accept':>8}{'win':>7}{'ties':>6}"
+              f"{'win 1/2':>8}{'made up':>8}{'KL':>7}")
     lines.append(header)
     for decoding in ("sampled", "greedy"):
         for name, row in report["results"][decoding].items():
             label = "writers*" if name == "writers" else model_label(name)
             kl = f"{row['kl_to_sft']:>7.2f}" if "kl_to_sft" in row else f"{'':>7}"
-            lines.append(f"{label:<13}{decoding:<9}{row['gold_score']:>7.3f}{row['acceptable']:>8.3f}"
-                         f"{row['win_rate_vs_sft']:>11.3f}{row['hallucination']:>9.2f}{kl}")
+            lines.append(f"{label:<15}{decoding:<9}{row['gold_score']:>7.3f}{row['gap_closed']:>7.2f}"
+                         f"{row['acceptable']:>8.3f}{row['win_rate_untied']:>7.3f}{row['tie_share']:>6.2f}"
+                         f"{row['win_rate_vs_sft']:>8.3f}{row['hallucination']:>8.2f}{kl}")
     if any("writers" in rows for rows in report["results"].values()):
         lines.append("* the demonstration writers' own answers: the best a policy can do on this table")
     rm = report["reward_model"]
     lines += ["", f"reward model: held-out accuracy {rm['accuracy']:.3f} (ceiling {rm['ceiling']:.3f}), "
-              f"agrees with the gold order on {rm['accuracy_vs_gold']:.3f} of pairs"]
+              f"agrees with the gold order on {rm['accuracy_vs_gold']:.3f} of {rm['n_heldout_pairs']} pairs"]
+    if rm.get("gold_order"):
+        kinds = ", ".join(f"{k} {v:.2f}" for k, v in rm["gold_order"].items()
+                          if not k.startswith("n_") and k != "all")
+        lines.append(f"  gold order by kind of difference: {kinds}")
     return "\n".join(lines)
 
 

@@ -47,6 +47,8 @@ from .world import Task
 class PPOConfig:
     steps: int = 40                  # rollout batches
     prompts_per_step: int = 64       # responses sampled per rollout batch
+    group_size: int = 1              # responses per prompt in a batch; > 1 centres each score on
+                                     # the mean of the other responses to its prompt (eq-group-baseline)
     max_new_tokens: int = 40
     temperature: float = 1.0
     ppo_epochs: int = 4              # passes over each rollout batch
@@ -72,18 +74,23 @@ class PPOConfig:
     def __post_init__(self):
         if self.value_model not in ("policy", "critic"):
             raise ValueError(f"value_model must be 'policy' or 'critic', got {self.value_model!r}")
+        if self.group_size < 1 or self.prompts_per_step % self.group_size:
+            raise ValueError(f"prompts_per_step ({self.prompts_per_step}) must be a multiple of "
+                             f"group_size ({self.group_size}), which must be at least 1")
         if self.prompts_per_step % self.minibatch_size:
             raise ValueError(f"prompts_per_step ({self.prompts_per_step}) must be a multiple of "
                              f"minibatch_size ({self.minibatch_size})")
 
     @staticmethod
     def preset(scale: str) -> PPOConfig:
-        """The scale's settings. ``gpu`` draws four times the ``cpu`` rollouts and holds them closer
-        to SFT (beta 0.3): with beta 0.1 it drifted 2.3 nats and lost to SFT, while at the ``cpu``
-        scale this budget with beta 0.2 to 0.5 beat the ``cpu`` preset in both decodings and in
-        both worlds measured (chapter 6, "How far should PPO travel?")."""
+        """The scale's settings. ``cpu``: four responses per prompt with the group baseline, whose
+        own centring leaves the value head only the KL penalty to track, so lambda 1 (Monte-Carlo
+        returns); measured on seed 0 against beta 0.05-0.2, lambda 0.95-1, group size 4-8 and
+        60-120 rollout batches, this was the one that gained in both decodings without any task
+        family falling. ``gpu`` draws four times the earlier ``cpu`` rollouts and holds them closer
+        to SFT (beta 0.3): with beta 0.1 it drifted 2.3 nats and lost to SFT."""
         return {"ci": PPOConfig(steps=6, prompts_per_step=32, max_new_tokens=32),
-                "cpu": PPOConfig(),
+                "cpu": PPOConfig(steps=60, group_size=4, kl_coef=0.05, lam=1.0),
                 "gpu": PPOConfig(steps=80, prompts_per_step=128, minibatch_size=32, kl_coef=0.3),
                 }[check_scale(scale)]
 
@@ -159,6 +166,23 @@ def per_token_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs
     last = (mask.long().cumsum(-1) == mask.long().sum(-1, keepdim=True)) & mask.bool()
     rewards = rewards + last.to(rewards.dtype) * scores[:, None]
     return rewards, kl
+
+
+def group_baseline(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """eq-group-baseline: each score minus the mean score of the *other* responses to its prompt,
+    ``s_i - 1/(g-1) sum_{j != i} s_j``. ``scores`` holds ``g`` consecutive responses per prompt.
+
+    Half of the gold score's variance lies between prompts (a refusal can score 0.3 at best, a
+    fact 1.0); without this, PPO learns which prompts are easy instead of which answers are good.
+    The mean of the others, not of all ``g``, keeps the baseline independent of the response
+    it is subtracted from."""
+    if group_size == 1:
+        return scores
+    if scores.numel() % group_size:
+        raise ValueError(f"{scores.numel()} scores do not split into groups of {group_size}")
+    groups = scores.view(-1, group_size)
+    others = (groups.sum(-1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).reshape(scores.shape)
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
@@ -259,7 +283,8 @@ def rollout(policy: PolicyWithValue, ref: GPT, rm, tokenizer, tasks: list[Task],
     texts = [tokenizer.decode(row) for row in response.tolist()]
     rm_scores = rm.score([t.prompt for t in tasks], texts).to(device)
     scores = torch.where(has_eos, rm_scores, torch.full_like(rm_scores, cfg.no_eos_penalty))
-    rewards, kl = per_token_rewards(scores, logprobs, ref_logprobs, mask, kl_coef)
+    rewards, kl = per_token_rewards(group_baseline(scores, cfg.group_size), logprobs, ref_logprobs,
+                                    mask, kl_coef)
     advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
         advantages = whiten(advantages, mask)
@@ -401,7 +426,7 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
         while len(batch_tasks) < cfg.prompts_per_step:
             if cursor == len(order):
                 order, cursor = torch.randperm(len(tasks), generator=generator).tolist(), 0
-            batch_tasks.append(tasks[order[cursor]])
+            batch_tasks += [tasks[order[cursor]]] * cfg.group_size  # a group's members side by side
             cursor += 1
         batch = rollout(policy, ref, rm, tokenizer, batch_tasks, cfg, controller.value, sampler,
                         prompt_width=prompt_width)
@@ -476,31 +501,64 @@ def best_of_n_curve(bon: dict, tasks: list[Task], judge: GoldJudge, ns=(1, 2, 4,
 
 
 @torch.no_grad()
-def sequence_kl(policy: GPT, ref: GPT, tokenizer, tasks: list[Task], responses: list[str],
-                temperature: float = 1.0, batch_size: int = 128) -> list[float]:
-    """Per response: ``sum_t log pi(y_t) - log pi_ref(y_t)`` over its tokens and EOS. Averaged over
-    responses sampled from ``policy``, this estimates KL(pi || pi_ref) in nats."""
-    device = next(policy.parameters()).device
-    out = []
-    for start in range(0, len(tasks), batch_size):
-        chunk = range(start, min(start + batch_size, len(tasks)))
-        prompts = [tokenizer.encode(tasks[i].prompt) for i in chunk]
+def response_logprobs(model: GPT, tokenizer, prompts: list[str], responses: list[str],
+                      temperature: float = 1.0, batch_size: int = 128) -> tuple[list[float], list[int]]:
+    """Per response: ``sum_t log pi(y_t)`` over its tokens and EOS under ``model`` (at
+    ``temperature``), and its number of tokens."""
+    device = next(model.parameters()).device
+    sums, lengths = [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = range(start, min(start + batch_size, len(prompts)))
+        prompt_ids, prompt_mask = left_pad([tokenizer.encode(prompts[i]) for i in chunk], tokenizer.pad_id, device)
         answers = [tokenizer.encode(responses[i]) + [tokenizer.eos_id] for i in chunk]
-        prompt_ids, prompt_mask = left_pad(prompts, tokenizer.pad_id, device)
         width = max(len(a) for a in answers)
         response = torch.full((len(answers), width), tokenizer.pad_id, dtype=torch.long, device=device)
         mask = torch.zeros_like(response)
         for row, a in enumerate(answers):
-            if prompt_ids.size(1) + len(a) > policy.config.max_len:
+            if prompt_ids.size(1) + len(a) > model.config.max_len:
                 a = a[:-1]  # the response filled the context: it ended without EOS
             response[row, :len(a)] = torch.tensor(a, device=device)
             mask[row, :len(a)] = 1
         ids, attn = torch.cat([prompt_ids, response], 1), torch.cat([prompt_mask, mask], 1)
         P = prompt_ids.size(1)
-        lp = token_logprobs(policy(ids, attn)[:, P - 1:-1], response, temperature)
-        lr = token_logprobs(ref(ids, attn)[:, P - 1:-1], response, temperature)
-        out += ((lp - lr) * mask).sum(-1).tolist()
-    return out
+        lp = token_logprobs(model(ids, attn)[:, P - 1:-1], response, temperature)
+        sums += (lp * mask).sum(-1).tolist()
+        lengths += mask.sum(-1).tolist()
+    return sums, lengths
+
+
+def sequence_kl(policy: GPT, ref: GPT, tokenizer, tasks: list[Task], responses: list[str],
+                temperature: float = 1.0, batch_size: int = 128) -> list[float]:
+    """Per response: ``sum_t log pi(y_t) - log pi_ref(y_t)`` over its tokens and EOS. Averaged over
+    responses sampled from ``policy``, this estimates KL(pi || pi_ref) in nats."""
+    prompts = [t.prompt for t in tasks]
+    lp, _ = response_logprobs(policy, tokenizer, prompts, responses, temperature, batch_size)
+    lr, _ = response_logprobs(ref, tokenizer, prompts, responses, temperature, batch_size)
+    return [a - b for a, b in zip(lp, lr)]
+
+
+class LikelihoodReward:
+    """The sharpening control: the SFT model's own mean log-likelihood per token of a response,
+    normalised to mean 0 and standard deviation 1 over SFT samples, like the reward model.
+
+    PPO against it uses no preference at all: it can only make the policy surer of what SFT
+    already prefers. What PPO against the reward model gains beyond this is what the
+    comparisons taught (chapter 6)."""
+
+    def __init__(self, sft: GPT, tokenizer, shift: float = 0.0, scale: float = 1.0):
+        self.model, self.tokenizer, self.shift, self.scale = sft, tokenizer, shift, scale
+
+    def raw(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        sums, lengths = response_logprobs(self.model, self.tokenizer, prompts, responses)
+        return torch.tensor([s / n for s, n in zip(sums, lengths)])
+
+    def fit_normalisation(self, prompts: list[str], responses: list[str]) -> "LikelihoodReward":
+        raw = self.raw(prompts, responses)
+        self.shift, self.scale = raw.mean().item(), max(raw.std().item(), 1e-6)
+        return self
+
+    def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return (self.raw(prompts, responses) - self.shift) / self.scale
 
 
 def made_up_answer(verdict) -> bool:
@@ -550,33 +608,48 @@ def compare_policies(models: dict, judge: GoldJudge, tokenizer, tasks: list[Task
     return out
 
 
+REWARD_SOURCES = ("model", "likelihood")
+
+
 def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
-               size: str = "medium", reward: dict | None = None, **overrides):
+               size: str = "medium", reward: dict | None = None, reward_source: str = "model",
+               **overrides):
     """The PPO policy for ``scale`` and ``seed`` (cached), trained from the cached SFT and reward
     models on the RL prompts. ``overrides`` change fields of :class:`PPOConfig`. ``size`` (small,
     medium, large) starts from the SFT model of that size; every size trains against the same
     (medium) reward model, as InstructGPT used one reward model for all its policy sizes.
     ``reward`` changes fields of the reward model's :class:`~rlhf_minimal.reward.RewardConfig`
     (for example ``{"priority": HELPFUL_FIRST}`` or ``{"max_prompts": 100}``).
+    ``reward_source="likelihood"`` trains the sharpening control instead: PPO against the SFT
+    model's own likelihood (:class:`LikelihoodReward`), with everything else the same.
 
     Returns ``(world, tokenizer, policy GPT, info)``; ``info`` holds the training log and the
     evaluation on held-out prompts: SFT, PPO, best-of-4 and best-of-16, sampled and greedy (gold
     score per family, hallucination rate, KL to SFT, head-to-head win rates).
     """
+    from .preference import sample_k
     from .reward import reward_model
     from .sft import sft_model
 
+    if reward_source not in REWARD_SOURCES:
+        raise ValueError(f"reward_source must be one of {', '.join(REWARD_SOURCES)}, got {reward_source!r}")
     scale = current_scale(scale)
     world, tokenizer, sft, _ = sft_model(scale, seed, device=device, size=size)
     _, _, rm, rm_info = reward_model(scale, seed, device=device, **(reward or {}))
     cfg = PPOConfig(**{**asdict(PPOConfig.preset(scale)), **overrides})
     stage_cfg = {"scale": scale, "seed": seed, "size": size, "world": asdict(world.config), "ppo": asdict(cfg),
+                 "reward_source": reward_source,
                  "reward": {k: (list(v) if isinstance(v, tuple) else v)
                             for k, v in asdict(rm_info["config"]).items()}}
 
     def build(folder):
         judge = GoldJudge(world)
-        policy, log = train_ppo(sft, rm, tokenizer, list(world.splits["rl"]), cfg, seed, device, judge)
+        reward = rm
+        if reward_source == "likelihood":
+            fit = world.splits["rl"][:256]
+            samples = [r[0] for r in sample_k(sft, tokenizer, fit, 2, cfg.temperature, cfg.max_new_tokens, seed)]
+            reward = LikelihoodReward(sft, tokenizer).fit_normalisation([t.prompt for t in fit], samples)
+        policy, log = train_ppo(sft, reward, tokenizer, list(world.splits["rl"]), cfg, seed, device, judge)
         evaluation = evaluate_ppo(policy.lm, sft, rm, tokenizer, world, cfg, seed)
         save_checkpoint(folder, policy.lm, {"stage": stage_cfg}, log=log, evaluation=evaluation)
 

@@ -31,7 +31,7 @@ from datasets import Dataset
 
 from .data import DataError, validate
 from .evaluate import generate_responses
-from .judge import DEFAULT_PRIORITY, GoldJudge
+from .judge import DECLINE_HELPFULNESS, DEFAULT_PRIORITY, FILLER_FACTOR, GoldJudge
 from .world import Task
 
 
@@ -62,23 +62,42 @@ def ranking_to_pairs(ranking: list[list[int]]) -> list[tuple[int, int]]:
 
 @dataclass
 class SimulatedLabeler:
-    """A noisy, slightly biased rater following a guideline priority order."""
+    """A noisy rater with its own taste, following a guideline priority order.
+
+    Its noiseless utility is the gold score under its priorities with two matters of taste
+    changed: how much filler costs (``filler_factor``, the share of helpfulness a filler-padded
+    answer keeps; the judge's is 0.6) and a per-word ``length_bias``. It perceives
+    ``utility / temperature + Gumbel noise`` and ranks by that (Plackett-Luce).
+    """
 
     labeler_id: int
     judge: GoldJudge
     temperature: float = 0.5
     length_bias: float = 0.0          # added to the utility per word of the response
     rng: random.Random = field(default_factory=random.Random)
+    filler_factor: float = FILLER_FACTOR
+    decline_value: float = DECLINE_HELPFULNESS
+
+    def taste(self, task: Task, response: str) -> float:
+        """The gold score under this labeler's priorities, with its own price of filler and its
+        own value of declining ("i do not know .", "i can not help with that .")."""
+        verdict = self.judge.score(task, response)
+        score = verdict.score
+        if "filler" in verdict.notes:
+            score += (self.filler_factor - FILLER_FACTOR) * verdict.helpful / FILLER_FACTOR
+        if "declined" in verdict.notes:
+            score += self.decline_value - DECLINE_HELPFULNESS
+        return score
 
     def utility(self, task: Task, response: str) -> float:
-        """Noiseless utility: the gold score under this labeler's priorities, plus its bias."""
-        return self.judge.score(task, response).score + self.length_bias * len(response.split())
+        """Noiseless utility: :meth:`taste` plus the length bias."""
+        return self.taste(task, response) + self.length_bias * len(response.split())
 
     def rank(self, task: Task, responses: list[str]) -> list[list[int]]:
-        """Rank the distinct responses, best first; equal scores are ties (see the module doc)."""
+        """Rank the distinct responses, best first; equal tastes are ties (see the module doc)."""
         distinct = list(dict.fromkeys(responses))
         first_index = [responses.index(r) for r in distinct]
-        scores = [self.judge.score(task, r).score for r in distinct]
+        scores = [round(self.taste(task, r), 6) for r in distinct]
         bias = [self.length_bias * len(r.split()) for r in distinct]
         groups: dict[float, list[int]] = {}
         for i, s in zip(first_index, scores):
@@ -92,7 +111,6 @@ class SimulatedLabeler:
         perceived.sort(key=lambda x: -x[0])
         return [members for _, members in perceived]
 
-
     def ranks(self, task: Task, responses: list[str]) -> list[int]:
         """The rank (1 = best) this labeler gives each response; duplicates share a rank."""
         groups = self.rank(task, responses)
@@ -101,12 +119,29 @@ class SimulatedLabeler:
 
 
 def make_labelers(judge_world, n: int = 5, priority=DEFAULT_PRIORITY, temperature: float = 0.5,
-                  bias_std: float = 0.01, seed: int = 0) -> list[SimulatedLabeler]:
-    """A team of ``n`` labelers with the same guidelines, each with its own small length bias."""
+                  bias_std: float = 0.01, seed: int = 0,
+                  filler_range: tuple[float, float] | None = None,
+                  decline_range: tuple[float, float] | None = None) -> list[SimulatedLabeler]:
+    """A team of ``n`` labelers with the same guidelines, each with its own length bias
+    (normal, ``bias_std`` per word) and, when the ranges are given, its own price of filler and
+    value of declining. Tastes are spread evenly over each range (so the team's average taste is
+    the range's middle, whatever ``n``) and dealt to the labelers in a random order."""
     judge = GoldJudge(judge_world, priority)
     rng = random.Random(f"labelers-{seed}")
-    return [SimulatedLabeler(i, judge, temperature, rng.gauss(0.0, bias_std),
-                             random.Random(f"labeler-{seed}-{i}")) for i in range(n)]
+
+    def spread(bounds, default):
+        if bounds is None:
+            return [default] * n
+        lo, hi = bounds
+        values = [lo + (hi - lo) * (i + 0.5) / n for i in range(n)]
+        rng.shuffle(values)
+        return values
+
+    biases = [rng.gauss(0.0, bias_std) for _ in range(n)]
+    fillers, declines = spread(filler_range, FILLER_FACTOR), spread(decline_range, DECLINE_HELPFULNESS)
+    team = [SimulatedLabeler(i, judge, temperature, biases[i], random.Random(f"labeler-{seed}-{i}"),
+                             fillers[i], declines[i]) for i in range(n)]
+    return team
 
 
 def label(tasks: list[Task], responses: list[list[str]], labelers: list[SimulatedLabeler],

@@ -54,7 +54,7 @@ def test_pipeline_report_at_ci_scale(tmp_path, capsys):
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert report["scale"] == "ci" and report["seed"] == 0 and report["device"] == "cpu"
-    assert set(report["stages"]) == {"pretrain", "sft", "reward", "ppo", "evaluate_base"}
+    assert set(report["stages"]) == {"pretrain", "sft", "reward", "ppo", "ppo_likelihood", "evaluate_base"}
     assert report["precision"] == "fp32" and report["versions"]["torch"] == torch.__version__
     for decoding in ("sampled", "greedy"):
         rows = report["results"][decoding]
@@ -65,7 +65,18 @@ def test_pipeline_report_at_ci_scale(tmp_path, capsys):
             assert 0 <= row["hallucination"] <= 1
     assert report["best_of_n"] == [4, 16]
     sampled = report["results"]["sampled"]
-    assert list(sampled) == ["base", "sft", "best_of_4", "best_of_16", "ppo", "writers"]
+    assert list(sampled) == ["base", "sft", "best_of_4", "best_of_16", "ppo_likelihood", "ppo", "writers"]
+    # gap closed: 0 for SFT, 1 for the writers; the untied win rate of SFT against itself has
+    # nothing to count (all ties)
+    for decoding in ("sampled", "greedy"):
+        rows = report["results"][decoding]
+        assert rows["sft"]["gap_closed"] == 0 and rows["writers"]["gap_closed"] == 1
+        assert rows["sft"]["tie_share"] == 1.0
+        for row in rows.values():
+            # ties count half = untied win rate on the untied share plus half of the ties
+            untied = 1 - row["tie_share"]
+            assert row["win_rate_vs_sft"] == pytest.approx(
+                row["win_rate_untied"] * untied + 0.5 * row["tie_share"], abs=2e-4)
     # best-of-n's KL is the analytic log n - (n - 1) / n; greedy decoding has no best-of-n row
     for n in (4, 16):
         assert sampled[f"best_of_{n}"]["kl_to_sft"] == pytest.approx(math.log(n) - (n - 1) / n, abs=1e-4)
@@ -78,6 +89,9 @@ def test_pipeline_report_at_ci_scale(tmp_path, capsys):
         assert rows["writers"]["win_rate_vs_sft"] == max(r["win_rate_vs_sft"] for r in rows.values())
     rm = report["reward_model"]
     assert 0.5 < rm["accuracy"] <= 1 and 0.5 < rm["ceiling"] <= 1
+    kinds = rm["gold_order"]
+    assert kinds["n_all"] == sum(kinds[f"n_{k}"] for k in ("truth", "refusal", "unanswerable", "filler", "form"))
+    assert kinds["all"] == rm["accuracy_vs_gold"]
     # the table printed is the report's
     assert summary_text(report) in printed and f"{rm['ceiling']:.3f}" in printed
     assert "best-of-4" in printed and "best-of-16" in printed
@@ -85,7 +99,7 @@ def test_pipeline_report_at_ci_scale(tmp_path, capsys):
     again = tmp_path / "again.json"
     main(["run", "--scale", "ci", "--out", str(again)])
     second = json.loads(again.read_text())
-    assert not any(second["stages"][s]["built"] for s in ("pretrain", "sft", "reward", "ppo"))
+    assert not any(second["stages"][s]["built"] for s in ("pretrain", "sft", "reward", "ppo", "ppo_likelihood"))
     assert second["results"] == report["results"]
 
 
@@ -212,3 +226,14 @@ def test_ppo_settings_script_varies_only_ppo(tmp_path):
     assert curve["n"] == [1, 2, 4, 8, 16]
     for n in (4, 16):
         assert round(curve["gold_score"][curve["n"].index(n)], 4) == report["best_of_n"][f"best_of_{n}"]["gold_score"]
+
+
+def test_decisive_win_rate_and_gap_closed_by_hand():
+    from rlhf_minimal.pipeline import decisive_win_rate, gap_closed
+
+    # A beats B on 2 prompts, loses on 1, ties on 2: 2 of the 3 decided, ties 2 / 5
+    out = decisive_win_rate([1, 0.6, 0, 1, 0.3], [0.6, 0.3, 1, 1, 0.3])
+    assert out == {"win_rate_untied": round(2 / 3, 4), "tie_share": 0.4}
+    assert decisive_win_rate([1, 1], [1, 1]) == {"win_rate_untied": 0.5, "tie_share": 1.0}
+    assert gap_closed(0.6, 0.5, 0.9) == 0.25 and gap_closed(0.4, 0.5, 0.9) == -0.25
+    assert gap_closed(0.9, 0.5, 0.9) == 1.0

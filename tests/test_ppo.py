@@ -259,3 +259,44 @@ def test_best_of_first_picks_among_the_first_n_samples_only():
     for bad in (0, 5):
         with pytest.raises(ValueError, match="between 1 and the 4 samples"):
             best_of_first(bon, bad)
+
+
+def test_group_baseline_subtracts_the_mean_of_the_other_responses():
+    from rlhf_minimal.ppo import group_baseline
+
+    scores = torch.tensor([1.0, 0.0, 0.5, 0.5, 2.0, 2.0, 2.0, 2.0])
+    out = group_baseline(scores, 4)
+    expected = [1 - 1 / 3, 0 - 2 / 3, 0.5 - 0.5, 0.5 - 0.5, 0, 0, 0, 0]
+    assert out.tolist() == pytest.approx(expected)
+    # the same response gets the same centred score whatever the prompt's level
+    assert group_baseline(scores + 5.0, 4).tolist() == pytest.approx(expected)
+    assert torch.equal(group_baseline(scores, 1), scores)
+    with pytest.raises(ValueError, match="groups of 3"):
+        group_baseline(scores, 3)
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        PPOConfig(prompts_per_step=30, minibatch_size=10, group_size=4)
+
+
+def test_likelihood_reward_prefers_what_the_model_finds_likely():
+    """The sharpening control's raw score is the mean log-probability per token (EOS included)."""
+    from rlhf_minimal.ppo import LikelihoodReward, response_logprobs
+
+    class Tok:
+        eos_id, pad_id = 1, 0
+
+        def encode(self, text):
+            return [int(w) for w in text.split()]
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(8, 1, 2, 16, 16)).eval()
+    prompts, responses = ["2 3", "4"], ["5 6", "7"]
+    sums, lengths = response_logprobs(model, Tok(), prompts, responses)
+    assert lengths == [3, 2]
+    for prompt, response, total in zip(prompts, responses, sums):
+        ids = torch.tensor([Tok().encode(prompt) + Tok().encode(response) + [1]])
+        logp = torch.log_softmax(model(ids)[0, :-1], -1)
+        n = len(Tok().encode(prompt))
+        by_hand = sum(logp[t - 1, ids[0, t]].item() for t in range(n, ids.size(1)))
+        assert total == pytest.approx(by_hand, abs=1e-4)
+    lik = LikelihoodReward(model, Tok())
+    assert lik.raw(prompts, responses).tolist() == pytest.approx([s / n for s, n in zip(sums, lengths)], abs=1e-5)

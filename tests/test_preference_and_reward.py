@@ -140,3 +140,78 @@ def test_joined_comparison_sets_with_clashing_prompt_ids_are_refused():
     with pytest.raises(DataError, match="prompt_id 0 is shared by two different prompts"):
         _group_by_prompt([a, b])
     assert len(_group_by_prompt([a, {**b, "prompt_id": 1}])) == 2
+
+
+def test_labelers_tastes_are_spread_evenly_and_change_only_their_own_cases(ci_world):
+    """Each labeler's price of filler and value of declining come from an even spread over the
+    range (so the team's average is its middle); a taste moves only the responses it is about."""
+    team = make_labelers(ci_world, 5, temperature=0.3, filler_range=(0.2, 1.2), decline_range=(0.1, 0.5))
+    assert sorted(round(l.filler_factor, 6) for l in team) == [0.3, 0.5, 0.7, 0.9, 1.1]
+    assert sorted(round(l.decline_value, 6) for l in team) == [0.14, 0.22, 0.3, 0.38, 0.46]
+    gold = GoldJudge(ci_world)
+    task = next(t for t in ci_world.splits["rm"] if t.family == "open_qa")
+    right = ideal_response(ci_world, task)
+    padded = f"i hope this helps . {right}"
+    for labeler in team:
+        assert labeler.taste(task, right) == gold.score(task, right).score
+        # helpful 1 is kept at the labeler's own factor instead of the judge's 0.6
+        assert labeler.taste(task, padded) == pytest.approx(labeler.filler_factor)
+        assert labeler.taste(task, IDK) == pytest.approx(labeler.decline_value)
+
+
+def test_realistic_labelers_disagree_on_taste_not_on_false_facts(ci_world):
+    """On right-against-wrong pairs every realistic labeler is nearly always right; on padded
+    answers the team splits."""
+    tasks = [t for t in ci_world.splits["rm"] if t.family in ("open_qa", "chat")][:40]
+    rng = random.Random(0)
+    gold = GoldJudge(ci_world)
+    team = make_labelers(ci_world, 5, temperature=0.3, bias_std=0.0, filler_range=(0.2, 1.2))
+    truth = [[ideal_response(ci_world, t), _wrong_response(ci_world, t, rng)] for t in tasks]
+    assert label_quality(label(tasks, truth, team), team, gold)["labels_follow_gold"] > 0.93
+    filler = [[ideal_response(ci_world, t), "i hope this helps . " + ideal_response(ci_world, t)] for t in tasks]
+    assert agreement(tasks, filler, team, gold)["labeler_labeler"] < 0.8
+
+
+def test_early_stopping_keeps_the_best_epoch(ci_world, tokenizer):
+    """With a validation set, training stops ``patience`` epochs after the best validation loss
+    and returns that epoch's weights: their validation loss is the smallest recorded."""
+    from rlhf_minimal.reward import _group_by_prompt, validation_loss
+
+    tasks = [t for t in ci_world.splits["rm"] if t.family in ("open_qa", "classify")][:40]
+    rng = random.Random(0)
+    responses = [[ideal_response(ci_world, t), _wrong_response(ci_world, t, rng), "hello !"] for t in tasks]
+    team = make_labelers(ci_world, 2, temperature=0.5)
+    rows, val_rows = label(tasks[:30], responses[:30], team), label(tasks[30:], responses[30:], team)
+    torch.manual_seed(0)
+    init = GPT(GPTConfig(tokenizer.vocab_size, 1, 2, 32, 96))
+    cfg = RewardConfig(prompts_per_batch=4, epochs=12, patience=2, lr=1e-2, warmup=2)
+    model, log = train_reward_model(init, tokenizer, rows, cfg, seed=0, device="cpu", val_rows=val_rows)
+    val = log["epoch_val_loss"]
+    best = val.index(min(val))
+    assert log["best_epoch"] == best + 1
+    assert len(val) == 12 or len(val) == best + 1 + cfg.patience
+    again = validation_loss(model, tokenizer, _group_by_prompt(val_rows), None, "cpu")
+    assert again == pytest.approx(min(val), abs=1e-4)
+
+
+def test_gold_order_accuracy_counts_each_kind_of_difference(ci_world, tokenizer):
+    """A reward model that is the gold judge itself orders every pair right; its reverse none."""
+    from rlhf_minimal.reward import DIFFERENCE_KINDS, gold_order_accuracy
+
+    gold = GoldJudge(ci_world)
+
+    class Oracle:
+        def __init__(self, sign):
+            self.sign = sign
+
+        def raw(self, prompts, responses):
+            return torch.tensor([self.sign * gold.score(p, r).score for p, r in zip(prompts, responses)])
+
+    tasks = [t for t in ci_world.splits["rm"] if t.family in ("open_qa", "unanswerable", "refuse")][:30]
+    rng = random.Random(0)
+    responses = [[ideal_response(ci_world, t), _wrong_response(ci_world, t, rng),
+                  "i hope this helps . " + ideal_response(ci_world, t), IDK] for t in tasks]
+    right, wrong = (gold_order_accuracy(Oracle(s), tasks, responses, gold) for s in (1, -1))
+    assert right["all"] == 1.0 and wrong["all"] == 0.0
+    assert right["n_all"] == sum(right[f"n_{k}"] for k in DIFFERENCE_KINDS) > 0
+    assert right["n_truth"] > 0 and right["n_unanswerable"] > 0 and right["n_filler"] > 0
