@@ -119,6 +119,7 @@ class GoldJudge:
         self.priority = tuple(priority)
         self._names = set(world.facts) | set(world.unknown)
         self._tasks = {t.prompt: t for ts in world.splits.values() for t in ts}
+        self._seen: dict = {}  # (family, prompt, spec, response) -> Verdict: labelers ask many times
 
     def task_for(self, prompt: str) -> Task:
         """The world task behind a prompt string (prompts of any split, in either language)."""
@@ -131,6 +132,12 @@ class GoldJudge:
         """Judge ``response`` (the text after the prompt, without EOS) to ``task``."""
         if isinstance(task, str):
             task = self.task_for(task)
+        key = (task.family, task.prompt, repr(task.spec), response)
+        if key not in self._seen:
+            self._seen[key] = self._score(task, response)
+        return self._seen[key]
+
+    def _score(self, task: Task, response: str) -> Verdict:
         text = self.world.translate_from_b(response) if response else ""
         notes = []
         helpful, correct = self._helpful_and_correct(task, text, notes)

@@ -145,25 +145,42 @@ def make_labelers(judge_world, n: int = 5, priority=DEFAULT_PRIORITY, temperatur
 
 
 def label(tasks: list[Task], responses: list[list[str]], labelers: list[SimulatedLabeler],
-          seed: int = 0) -> list[dict]:
-    """Each prompt's K responses ranked by one labeler (assigned round robin after a shuffle).
+          seed: int = 0, votes: int = 1) -> list[dict]:
+    """Each prompt's K responses ranked by ``votes`` labelers of the team (assigned round robin
+    after a shuffle, never the same labeler twice on one prompt).
 
-    Returns comparison rows: prompt, chosen, rejected, plus ranking (JSON), labeler id,
-    prompt index and the task (JSON).
+    With one vote every pair of a ranking is a comparison. With several, a pair's label is the
+    majority of the labelers who ordered it (a labeler who tied the two abstains); a split vote
+    gives no comparison. Returns comparison rows: prompt, chosen, rejected, plus the first
+    voter's ranking (JSON), the first voter's id (``labeler``), every voter's id (``voters``),
+    how many voters chose ``chosen`` and how many ordered the pair (``vote``, e.g. ``"2/3"``),
+    the prompt index and the task (JSON).
     """
     import json
 
+    if not 1 <= votes <= len(labelers):
+        raise ValueError(f"votes must be between 1 and the team's {len(labelers)} labelers, got {votes}")
     rng = random.Random(f"assign-{seed}")
     order = list(range(len(tasks)))
     rng.shuffle(order)
     rows = []
     for slot, i in enumerate(order):
-        labeler = labelers[slot % len(labelers)]
-        ranking = labeler.rank(tasks[i], responses[i])
-        for better, worse in ranking_to_pairs(ranking):
-            rows.append({"prompt": tasks[i].prompt, "chosen": responses[i][better],
-                         "rejected": responses[i][worse], "ranking": json.dumps(ranking),
-                         "labeler": labeler.labeler_id, "prompt_id": i, "task": tasks[i].to_json()})
+        voters = [labelers[(slot * votes + v) % len(labelers)] for v in range(votes)]
+        rankings = [voter.rank(tasks[i], responses[i]) for voter in voters]
+        tally: dict[tuple[int, int], list[int]] = {}  # (a, b) with a < b -> [votes for a, voters]
+        for ranking in rankings:
+            for better, worse in ranking_to_pairs(ranking):
+                count = tally.setdefault((min(better, worse), max(better, worse)), [0, 0])
+                count[0] += better < worse
+                count[1] += 1
+        for (a, b), (for_a, total) in tally.items():
+            if 2 * for_a == total:
+                continue  # a split vote
+            chosen, rejected, won = (a, b, for_a) if 2 * for_a > total else (b, a, total - for_a)
+            rows.append({"prompt": tasks[i].prompt, "chosen": responses[i][chosen],
+                         "rejected": responses[i][rejected], "ranking": json.dumps(rankings[0]),
+                         "labeler": voters[0].labeler_id, "voters": [v.labeler_id for v in voters],
+                         "vote": f"{won}/{total}", "prompt_id": i, "task": tasks[i].to_json()})
     rows.sort(key=lambda r: r["prompt_id"])
     return rows
 
@@ -223,15 +240,18 @@ def labeling_seconds(k: int, read_prompt: float = 30.0, read_response: float = 2
 
 
 def label_quality(rows, labelers: list[SimulatedLabeler], gold: GoldJudge) -> dict:
-    """On these labeled pairs: the ceiling (share whose label follows the labeler's noiseless
-    utility: the expected accuracy of a perfect reward model on them) and the share that follows
-    the gold order (pairs with equal gold scores left out)."""
+    """On these labeled pairs: the ceiling (share whose label follows the noiseless utility of the
+    labeler who gave it, or with several voters the majority of their noiseless utilities: the
+    expected accuracy of a perfect reward model on them; a split counts half) and the share that
+    follows the gold order (pairs with equal gold scores left out)."""
     by_id = {lab.labeler_id: lab for lab in labelers}
-    ceiling = gold_hits = gold_total = 0
+    ceiling = gold_hits = gold_total = 0.0
     for row in rows:
         task = Task.from_json(row["prompt"], row["task"])
-        labeler = by_id[row["labeler"]]
-        ceiling += labeler.utility(task, row["chosen"]) > labeler.utility(task, row["rejected"])
+        voters = [by_id[v] for v in row.get("voters") or [row["labeler"]]]
+        margin = sum((lab.utility(task, row["chosen"]) > lab.utility(task, row["rejected"]))
+                     - (lab.utility(task, row["chosen"]) < lab.utility(task, row["rejected"])) for lab in voters)
+        ceiling += 1.0 if margin > 0 else 0.5 if margin == 0 and len(voters) > 1 else 0.0
         g_chosen, g_rejected = gold.score(task, row["chosen"]).score, gold.score(task, row["rejected"]).score
         if g_chosen != g_rejected:
             gold_total += 1

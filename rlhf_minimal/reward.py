@@ -41,14 +41,15 @@ from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, 
 from .world import Task
 
 
-# Labelers as in InstructGPT's data: about 77% agreement between two labelers, but disagreeing
+# Labelers as in InstructGPT's data: under 80% agreement between two labelers, but disagreeing
 # where people do (how much filler costs, whether "i do not know" beats a weak answer, length)
-# and almost never on a false fact. NOISY_LABELERS is the earlier team, a coin flip in five on
-# every comparison, kept for the lesson of what label noise costs (chapter 4).
-REALISTIC_LABELERS = dict(labeler_temperature=0.3, labeler_bias_std=0.03,
-                          labeler_filler_range=(0.2, 1.2), labeler_decline_range=(0.1, 0.5))
-NOISY_LABELERS = dict(labeler_temperature=0.5, labeler_bias_std=0.01,
-                      labeler_filler_range=None, labeler_decline_range=None)
+# and rarely on a false fact; each prompt is ranked by three of them and each pair's label is
+# their majority. NOISY_LABELERS is the earlier team, one labeler per prompt and as likely to
+# slip on a false fact as on taste, kept for the lesson of what label noise costs (chapter 4).
+REALISTIC_LABELERS = dict(labeler_temperature=0.35, labeler_bias_std=0.03, labeler_filler_range=(0.2, 1.2),
+                          labeler_decline_range=(0.1, 0.5), votes=3)
+NOISY_LABELERS = dict(labeler_temperature=0.5, labeler_bias_std=0.01, labeler_filler_range=None,
+                      labeler_decline_range=None, votes=1)
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,11 @@ class RewardConfig:
     k: int = 8                       # responses ranked per prompt: C(8, 2) = 28 comparisons at most
     max_prompts: int | None = None   # use at most this many RM prompts (None: the whole split)
     n_labelers: int = 5
-    labeler_temperature: float = 0.3     # perception noise of each labeler (Plackett-Luce)
+    labeler_temperature: float = 0.35    # perception noise of each labeler (Plackett-Luce)
     labeler_bias_std: float = 0.03       # spread of the labelers' taste for length, per word
     labeler_filler_range: tuple | None = (0.2, 1.2)   # labelers' price of filler (judge: 0.6)
     labeler_decline_range: tuple | None = (0.1, 0.5)  # labelers' value of declining (judge: 0.3)
+    votes: int = 3                   # labelers ranking each prompt; a pair's label is their majority
     priority: tuple = DEFAULT_PRIORITY
     sample_temperature: float = 1.0
     val_share: float = 0.1           # RM prompts kept out of training, for early stopping
@@ -377,9 +379,9 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
         train_responses = sample_k(sft, tokenizer, train_tasks, cfg.k, cfg.sample_temperature, seed=seed + 1)
         val_responses = sample_k(sft, tokenizer, val_tasks, cfg.k, cfg.sample_temperature, seed=seed + 2)
         test_responses = sample_k(sft, tokenizer, test_tasks, cfg.eval_k, cfg.sample_temperature, seed=seed)
-        train_rows = label(train_tasks, train_responses, labelers, seed + 1)
-        val_rows = label(val_tasks, val_responses, labelers, seed + 2)
-        held_rows = label(test_tasks, test_responses, labelers, seed)
+        train_rows = label(train_tasks, train_responses, labelers, seed + 1, cfg.votes)
+        val_rows = label(val_tasks, val_responses, labelers, seed + 2, cfg.votes)
+        held_rows = label(test_tasks, test_responses, labelers, seed, cfg.votes)
         model, log = train_reward_model(init, tokenizer, train_rows, cfg, seed, device, val_rows=val_rows)
         rm = RewardModel(model, tokenizer)
         flat_prompts = [t.prompt for t, rs in zip(train_tasks, train_responses) for _ in rs]

@@ -215,3 +215,35 @@ def test_gold_order_accuracy_counts_each_kind_of_difference(ci_world, tokenizer)
     assert right["all"] == 1.0 and wrong["all"] == 0.0
     assert right["n_all"] == sum(right[f"n_{k}"] for k in DIFFERENCE_KINDS) > 0
     assert right["n_truth"] > 0 and right["n_unanswerable"] > 0 and right["n_filler"] > 0
+
+
+def test_a_vote_labels_each_pair_by_the_majority_of_its_voters(ci_world):
+    """Three voters per prompt: each row's label is what most of the voters who ordered the pair
+    said (checked against each voter's own ranking); no labeler votes twice on a prompt."""
+    tasks = [t for t in ci_world.splits["rm"] if t.family in ("open_qa", "chat")][:30]
+    rng = random.Random(0)
+    responses = [[ideal_response(ci_world, t), _wrong_response(ci_world, t, rng),
+                  "i hope this helps . " + ideal_response(ci_world, t), IDK] for t in tasks]
+    team = make_labelers(ci_world, 5, temperature=0.6, filler_range=(0.2, 1.2))
+    rows = label(tasks, responses, team, seed=3, votes=3)
+    replay = {lab.labeler_id: lab for lab in make_labelers(ci_world, 5, temperature=0.6, filler_range=(0.2, 1.2))}
+    by_prompt = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt_id"], []).append(row)
+    for i in sorted(by_prompt):
+        voters = by_prompt[i][0]["voters"]
+        assert len(set(voters)) == 3
+    # replay the voters in the order label() called them and recount every pair's vote
+    rng_order = random.Random("assign-3")
+    order = list(range(len(tasks)))
+    rng_order.shuffle(order)
+    for slot, i in enumerate(order):
+        voters = [replay[(slot * 3 + v) % 5] for v in range(3)]
+        ranks = [lab.ranks(tasks[i], responses[i]) for lab in voters]
+        for row in by_prompt.get(i, []):
+            c, r = responses[i].index(row["chosen"]), responses[i].index(row["rejected"])
+            for_c = sum(rk[c] < rk[r] for rk in ranks)
+            ordered = sum(rk[c] != rk[r] for rk in ranks)
+            assert row["vote"] == f"{for_c}/{ordered}" and 2 * for_c > ordered
+    with pytest.raises(ValueError, match="votes must be between 1"):
+        label(tasks, responses, team, votes=6)

@@ -405,8 +405,45 @@ def ppo_settings(path: Path = HERE / "ppo_settings.png") -> Path:
     return path
 
 
+def reward_curve(path: Path = HERE / "reward_curve.png") -> Path:
+    """The reward model's agreement with the gold order, and its accuracy on its labelers' labels
+    beside their ceiling, against the number of training comparisons, for three kinds of label and
+    two seeds (benchmarks/reward_curve.py at the cpu scale)."""
+    import json
+
+    report = json.loads((RESULTS / "reward_curve_cpu_on_cpu2.json").read_text())
+    style = {"noiseless": (OKABE_ITO["blue"], "o", "noiseless labels"),
+             "realistic": (OKABE_ITO["bluish_green"], "s", "realistic team, 3 votes a prompt"),
+             "noisy": (OKABE_ITO["vermillion"], "^", "noisy labelers, 1 a prompt")}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    for kind, (colour, marker, label) in style.items():
+        for seed, dash in ((0, "solid"), (1, (0, (4, 2)))):
+            rows = sorted((r for r in report["rows"] if r["labels"] == kind and r["seed"] == seed),
+                          key=lambda r: r["n_train_pairs"])
+            if not rows:
+                continue
+            x = [r["n_train_pairs"] for r in rows]
+            name = f"{label}, seed {seed}"
+            axes[0].plot(x, [r["accuracy_vs_gold"] for r in rows], color=colour, marker=marker,
+                         linestyle=dash, label=name)
+            axes[1].plot(x, [r["accuracy"] for r in rows], color=colour, marker=marker, linestyle=dash)
+            axes[1].plot(x, [r["ceiling"] for r in rows], color=colour, linestyle=":", linewidth=1.2)
+    axes[0].axhline(0.85, color=GREY, linestyle=":", linewidth=1.2)
+    axes[0].text(axes[0].get_xlim()[0], 0.852, " 0.85", color=GREY, fontsize=10, va="bottom")
+    axes[0].set_ylabel("test pairs ordered like the gold judge", fontsize=11.5, color=INK)
+    axes[1].set_ylabel("accuracy on the test labels (dotted: ceiling)", fontsize=11.5, color=INK)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("training comparisons", fontsize=11.5, color=INK)
+        ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=3, fontsize=9, frameon=False)
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
-    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings):
+    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve):
         print("wrote", make())
 
 
