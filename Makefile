@@ -1,5 +1,5 @@
 # Two commands for a fresh machine:
-#   make book   build the book (executes the labs at the scale in RLHF_SCALE, default: gpu if CUDA else cpu)
+#   make book   build the book (executes the labs at the scale in RLHF_SCALE, default: cpu, also on a GPU)
 #   make test   run every test (unit tests, every lab under nbval at the ci scale, the book build)
 # Both create .venv and install everything on first use.
 #

@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="pretraining, SFT, reward model and PPO, then the evaluation",
                          description="Run stages 0-3 (cached), print a summary table and write a JSON report.")
     run.add_argument("--scale", choices=SCALES, default=None,
-                     help="ci, cpu or gpu (default: $RLHF_SCALE, else gpu with CUDA and cpu without)")
+                     help="ci, cpu or gpu (default: $RLHF_SCALE, else cpu, also on a GPU)")
     run.add_argument("--seed", type=int, default=0, help="seed of the world and of every stage (default 0)")
     run.add_argument("--out", default=None, help="where to write the JSON report (default rlhf_report_<scale>_seed<seed>.json)")
     run.add_argument("--fresh", action="store_true", help="rebuild every stage, ignoring the cache")

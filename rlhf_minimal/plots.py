@@ -190,8 +190,9 @@ def plot_policy_comparison(evaluation: dict, ax=None):
 
 
 def plot_pipeline_results(report: dict):
-    """Two panels from a pipeline report: seconds per stage, and win rate against SFT of each model
-    (sampled and greedy; 0.5 is a tie with SFT)."""
+    """Two panels from a pipeline report: seconds per stage, and the share of the way from SFT to
+    the demonstration writers that each model closes (sampled and greedy; 0 is SFT, 1 the writers).
+    The base model is left out of the second panel: it is far below SFT (its gap is in the report)."""
     from .pipeline import model_label
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained",
@@ -200,20 +201,22 @@ def plot_pipeline_results(report: dict):
     seconds = [report["stages"][s]["seconds"] for s in stages]
     left.barh(stages[::-1], seconds[::-1], color=OKABE_ITO[0])
     left.set(xlabel="seconds", title=f"Time per stage ({report['device']}, total {report['total_seconds']:.0f} s)")
-    names = list(report["results"]["sampled"])
+    names = [n for n in report["results"]["sampled"] if n != "base"]
     for i, decoding in enumerate(("sampled", "greedy")):
         rows = report["results"][decoding]
         xs = [j + (i - 0.5) * 0.38 for j, n in enumerate(names) if n in rows]
-        ys = [rows[n]["win_rate_vs_sft"] for n in names if n in rows]
+        ys = [rows[n]["gap_closed"] for n in names if n in rows]
         right.bar(xs, ys, 0.38, color=OKABE_ITO[1 + i], hatch=["", "//"][i], edgecolor="white",
                   label=decoding)
         for x, y in zip(xs, ys):
-            right.text(x, y + 0.01, f"{y:.2f}", ha="center", fontsize=8)
-    right.axhline(0.5, color="black", linewidth=0.8, linestyle=":")
-    labels = {"writers": "writers\n(ceiling)"}
+            right.text(x, max(y, 0) + 0.02, f"{y:.2f}", ha="center", fontsize=8)
+    right.axhline(0, color="black", linewidth=0.8, linestyle=":")
+    labels = {"writers": "writers", "ppo_likelihood": "PPO on SFT's\nlikelihood"}
     right.set_xticks(range(len(names)), [labels.get(n) or model_label(n) for n in names])
-    right.set(ylim=(0, 1), ylabel="win rate vs SFT (gold judge)",
-              title=f"{report['n_eval_prompts']} held-out prompts, ties count half")
+    right.set(ylim=(min(-0.2, *(r["gap_closed"] for d in ("sampled", "greedy")
+                                  for n, r in report["results"][d].items() if n != "base")) - 0.05, 1.12),
+              ylabel="gap closed (0: SFT, 1: writers)",
+              title=f"{report['n_eval_prompts']} held-out prompts, gold judge")
     right.legend(fontsize=8, loc="upper left")
     return fig
 

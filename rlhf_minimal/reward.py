@@ -10,7 +10,7 @@
   number of pairs (InstructGPT's fix for overfitting).
 * Several epochs with early stopping on the validation loss of held-out RM prompts. InstructGPT
   trained one epoch on 33k prompts with a 6B model; a 0.4M-parameter model with a few thousand
-  prompts is still learning after one pass, and starts to memorise after four to seven.
+  prompts is still learning after one pass, and starts to memorise after two to five.
 * Evaluated on a test set the reward model never sees: K = 8 SFT samples on every evaluation
   prompt, labelled by the same team: accuracy on the labels beside the ceiling, and the order of
   the gold judge, overall and by kind of difference (:func:`gold_order_accuracy`).
@@ -46,7 +46,7 @@ from .world import Task
 # and rarely on a false fact; each prompt is ranked by three of them and each pair's label is
 # their majority. NOISY_LABELERS is the earlier team, one labeler per prompt and as likely to
 # slip on a false fact as on taste, kept for the lesson of what label noise costs (chapter 4).
-REALISTIC_LABELERS = dict(labeler_temperature=0.35, labeler_bias_std=0.03, labeler_filler_range=(0.2, 1.2),
+REALISTIC_LABELERS = dict(labeler_temperature=0.4, labeler_bias_std=0.03, labeler_filler_range=(0.2, 1.2),
                           labeler_decline_range=(0.1, 0.5), votes=3)
 NOISY_LABELERS = dict(labeler_temperature=0.5, labeler_bias_std=0.01, labeler_filler_range=None,
                       labeler_decline_range=None, votes=1)
@@ -57,7 +57,7 @@ class RewardConfig:
     k: int = 8                       # responses ranked per prompt: C(8, 2) = 28 comparisons at most
     max_prompts: int | None = None   # use at most this many RM prompts (None: the whole split)
     n_labelers: int = 5
-    labeler_temperature: float = 0.35    # perception noise of each labeler (Plackett-Luce)
+    labeler_temperature: float = 0.4     # perception noise of each labeler (Plackett-Luce)
     labeler_bias_std: float = 0.03       # spread of the labelers' taste for length, per word
     labeler_filler_range: tuple | None = (0.2, 1.2)   # labelers' price of filler (judge: 0.6)
     labeler_decline_range: tuple | None = (0.1, 0.5)  # labelers' value of declining (judge: 0.3)
@@ -66,7 +66,7 @@ class RewardConfig:
     sample_temperature: float = 1.0
     val_share: float = 0.1           # RM prompts kept out of training, for early stopping
     prompts_per_batch: int = 8
-    epochs: int = 10                 # at most; early stopping usually ends training at 4-7
+    epochs: int = 10                 # at most; early stopping ends sooner (best epoch: 2-5)
     patience: int = 2                # epochs without a better validation loss before stopping
     lr: float = 3e-4
     warmup: int = 10

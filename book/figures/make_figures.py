@@ -429,7 +429,8 @@ def reward_curve(path: Path = HERE / "reward_curve.png") -> Path:
             axes[1].plot(x, [r["accuracy"] for r in rows], color=colour, marker=marker, linestyle=dash)
             axes[1].plot(x, [r["ceiling"] for r in rows], color=colour, linestyle=":", linewidth=1.2)
     axes[0].axhline(0.85, color=GREY, linestyle=":", linewidth=1.2)
-    axes[0].text(axes[0].get_xlim()[0], 0.852, " 0.85", color=GREY, fontsize=10, va="bottom")
+    axes[0].annotate("0.85", xy=(0.01, 0.85), xycoords=("axes fraction", "data"), color=GREY,
+                     fontsize=10, va="bottom")
     axes[0].set_ylabel("test pairs ordered like the gold judge", fontsize=11.5, color=INK)
     axes[1].set_ylabel("accuracy on the test labels (dotted: ceiling)", fontsize=11.5, color=INK)
     for ax in axes:
