@@ -237,3 +237,30 @@ def test_decisive_win_rate_and_gap_closed_by_hand():
     assert decisive_win_rate([1, 1], [1, 1]) == {"win_rate_untied": 0.5, "tie_share": 1.0}
     assert gap_closed(0.6, 0.5, 0.9) == 0.25 and gap_closed(0.4, 0.5, 0.9) == -0.25
     assert gap_closed(0.9, 0.5, 0.9) == 1.0
+
+
+def test_reward_curve_script_trains_each_point_through_the_stage(tmp_path):
+    """benchmarks/reward_curve.py at the ci scale: one row per (labels, prompts), more prompts give
+    more pairs, noiseless labels have a ceiling of 1 (every label follows the labeler's utility),
+    and every row's gold order matches its reward model's own evaluation."""
+    import importlib.util
+
+    from rlhf_minimal.reward import reward_model
+
+    spec = importlib.util.spec_from_file_location("reward_curve", ROOT / "benchmarks" / "reward_curve.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit):
+        script.main(["--scale", "ci", "--prompts", "1", "--out", str(tmp_path / "x.json")])
+    out = tmp_path / "curve.json"
+    assert script.main(["--scale", "ci", "--seeds", "0", "--labels", "noiseless", "noisy",
+                        "--prompts", "40", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["labels"], r["max_prompts"]) for r in rows] == [
+        ("noiseless", 40), ("noiseless", None), ("noisy", 40), ("noisy", None)]
+    for small, full in (rows[:2], rows[2:]):
+        assert small["n_train_prompts"] == 40 < full["n_train_prompts"]
+        assert small["n_train_pairs"] < full["n_train_pairs"]
+    assert rows[0]["ceiling"] == rows[1]["ceiling"] == 1.0 and rows[2]["ceiling"] < 1.0
+    *_, info = reward_model("ci", 0, max_prompts=40, **script.LABELS["noisy"])
+    assert info["evaluation"]["gold_order"] == rows[2]["gold_order"]
