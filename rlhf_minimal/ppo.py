@@ -38,6 +38,7 @@ from .device import pick_device
 from .graphs import TrainStep, graphs_requested, make_train_step
 from .judge import GoldJudge
 from .model import GPT, generate, left_pad
+from .reward import RewardModel
 from .scale import check_scale, current_scale
 from .train import FiniteGuard, Precision, progress, set_seed
 from .world import Task
@@ -537,28 +538,17 @@ def sequence_kl(policy: GPT, ref: GPT, tokenizer, tasks: list[Task], responses: 
     return [a - b for a, b in zip(lp, lr)]
 
 
-class LikelihoodReward:
+class LikelihoodReward(RewardModel):
     """The sharpening control: the SFT model's own mean log-likelihood per token of a response,
-    normalised to mean 0 and standard deviation 1 over SFT samples, like the reward model.
+    normalised like the reward model (:meth:`RewardModel.fit_normalisation` on SFT samples).
 
     PPO against it uses no preference at all: it can only make the policy surer of what SFT
     already prefers. What PPO against the reward model gains beyond this is what the
     comparisons taught (chapter 6)."""
 
-    def __init__(self, sft: GPT, tokenizer, shift: float = 0.0, scale: float = 1.0):
-        self.model, self.tokenizer, self.shift, self.scale = sft, tokenizer, shift, scale
-
     def raw(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         sums, lengths = response_logprobs(self.model, self.tokenizer, prompts, responses)
         return torch.tensor([s / n for s, n in zip(sums, lengths)])
-
-    def fit_normalisation(self, prompts: list[str], responses: list[str]) -> "LikelihoodReward":
-        raw = self.raw(prompts, responses)
-        self.shift, self.scale = raw.mean().item(), max(raw.std().item(), 1e-6)
-        return self
-
-    def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
-        return (self.raw(prompts, responses) - self.shift) / self.scale
 
 
 def made_up_answer(verdict) -> bool:

@@ -41,17 +41,6 @@ from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, 
 from .world import Task
 
 
-# Labelers as in InstructGPT's data: under 80% agreement between two labelers, but disagreeing
-# where people do (how much filler costs, whether "i do not know" beats a weak answer, length)
-# and rarely on a false fact; each prompt is ranked by three of them and each pair's label is
-# their majority. NOISY_LABELERS is the earlier team, one labeler per prompt and as likely to
-# slip on a false fact as on taste, kept for the lesson of what label noise costs (chapter 4).
-REALISTIC_LABELERS = dict(labeler_temperature=0.4, labeler_bias_std=0.03, labeler_filler_range=(0.2, 1.2),
-                          labeler_decline_range=(0.1, 0.5), votes=3)
-NOISY_LABELERS = dict(labeler_temperature=0.5, labeler_bias_std=0.01, labeler_filler_range=None,
-                      labeler_decline_range=None, votes=1)
-
-
 @dataclass(frozen=True)
 class RewardConfig:
     k: int = 8                       # responses ranked per prompt: C(8, 2) = 28 comparisons at most
@@ -79,6 +68,19 @@ class RewardConfig:
     def preset(scale: str) -> "RewardConfig":
         return {"ci": RewardConfig(epochs=3), "cpu": RewardConfig(),
                 "gpu": RewardConfig(prompts_per_batch=16)}[check_scale(scale)]
+
+
+# The labeler fields of RewardConfig. Its defaults are the course's team (REALISTIC_LABELERS):
+# under 80% agreement between two labelers, but disagreeing where people do (how much filler
+# costs, whether "i do not know" beats a weak answer, length) and rarely on a false fact; each
+# prompt is ranked by three of them and each pair's label is their majority. NOISY_LABELERS is
+# the earlier team, one labeler per prompt and as likely to slip on a false fact as on taste,
+# kept for the lesson of what label noise costs (chapter 4).
+LABELER_FIELDS = ("labeler_temperature", "labeler_bias_std", "labeler_filler_range",
+                  "labeler_decline_range", "votes")
+REALISTIC_LABELERS = {name: getattr(RewardConfig(), name) for name in LABELER_FIELDS}
+NOISY_LABELERS = dict(labeler_temperature=0.5, labeler_bias_std=0.01, labeler_filler_range=None,
+                      labeler_decline_range=None, votes=1)
 
 
 def pairwise_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
@@ -145,6 +147,13 @@ class RewardModel:
                     for p, r in zip(prompts[start:start + batch_size], responses[start:start + batch_size])]
             out.append(score_sequences(self.model, seqs, self.tokenizer.pad_id, self.device).float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
+
+    def fit_normalisation(self, prompts: list[str], responses: list[str]) -> "RewardModel":
+        """Set the shift and scale (eq-reward-normalise) so that the rewards of these responses,
+        the SFT model's samples, have mean 0 and standard deviation 1."""
+        raw = self.raw(prompts, responses)
+        self.shift, self.scale = raw.mean().item(), max(raw.std().item(), 1e-6)
+        return self
 
     def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         """Normalised rewards: mean 0, std 1 over the SFT model's samples."""
@@ -383,11 +392,9 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
         val_rows = label(val_tasks, val_responses, labelers, seed + 2, cfg.votes)
         held_rows = label(test_tasks, test_responses, labelers, seed, cfg.votes)
         model, log = train_reward_model(init, tokenizer, train_rows, cfg, seed, device, val_rows=val_rows)
-        rm = RewardModel(model, tokenizer)
-        flat_prompts = [t.prompt for t, rs in zip(train_tasks, train_responses) for _ in rs]
-        raw = rm.raw(flat_prompts, [r for rs in train_responses for r in rs])
-        shift, scale_ = raw.mean().item(), max(raw.std().item(), 1e-6)
-        rm.shift, rm.scale = shift, scale_
+        rm = RewardModel(model, tokenizer).fit_normalisation(
+            [t.prompt for t, rs in zip(train_tasks, train_responses) for _ in rs],
+            [r for rs in train_responses for r in rs])
         gold = GoldJudge(world)
         gold_order = gold_order_accuracy(rm, test_tasks, test_responses, gold)
         evaluation = {
@@ -405,7 +412,7 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
             "n_train_prompts": len(train_tasks), "n_val_prompts": n_val, "n_heldout_prompts": len(test_tasks),
             "parameters": model.num_parameters(),
         }
-        save_checkpoint(folder, model, {"stage": stage_cfg, "normalisation": {"shift": shift, "scale": scale_}},
+        save_checkpoint(folder, model, {"stage": stage_cfg, "normalisation": {"shift": rm.shift, "scale": rm.scale}},
                         log=log, evaluation=evaluation)
         comparisons_dataset(train_rows).save_to_disk(str(folder / "comparisons"))
         comparisons_dataset(held_rows).save_to_disk(str(folder / "heldout_comparisons"))
