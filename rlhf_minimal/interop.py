@@ -206,6 +206,13 @@ def _output_dir(output_dir, prefix: str) -> Path:
     return path
 
 
+def _load_float32(model_class, folder):
+    """A model exported by this package, loaded in float32 under every supported transformers:
+    ``from_pretrained`` takes ``torch_dtype`` before 4.56 and ``dtype`` from then on, so neither is
+    passed: the export is float32, and ``float()`` makes sure of it whatever the default."""
+    return model_class.from_pretrained(str(folder)).float()
+
+
 def _check_lm(model, tokenizer, what: str) -> None:
     if not isinstance(model, GPT):
         raise TypeError(f"{what} must be our GPT (rlhf_minimal.model.GPT), got {type(model).__name__}")
@@ -546,7 +553,7 @@ def train_trl_grpo(sft_model: GPT, tokenizer, rm: RewardModel, tasks: list[Task]
 
     out = _output_dir(output_dir, "trl-grpo")
     export_causal_lm(sft_model, tokenizer, out / "sft_policy")
-    policy = AutoModelForCausalLM.from_pretrained(str(out / "sft_policy"), dtype=torch.float32)
+    policy = _load_float32(AutoModelForCausalLM, out / "sft_policy")
     hf_tok = AutoTokenizer.from_pretrained(str(out / "sft_policy"), padding_side="left")
     steps_per_generation = rollout // minibatch_size
     args = _cpu_args(GRPOConfig, out / "trainer", seed, config_overrides,
@@ -649,8 +656,8 @@ def train_trl_dpo(sft_model: GPT, tokenizer, rows, beta: float = 0.1, epochs: in
     _check_fits(tokenizer, rows, sft_model.config.max_len, "rows")
     out = _output_dir(output_dir, "trl-dpo")
     export_causal_lm(sft_model, tokenizer, out / "sft")
-    policy = AutoModelForCausalLM.from_pretrained(str(out / "sft"), dtype=torch.float32)
-    ref = AutoModelForCausalLM.from_pretrained(str(out / "sft"), dtype=torch.float32).eval()
+    policy = _load_float32(AutoModelForCausalLM, out / "sft")
+    ref = _load_float32(AutoModelForCausalLM, out / "sft").eval()
     hf_tok = AutoTokenizer.from_pretrained(str(out / "sft"))
     args = _cpu_args(DPOConfig, out / "trainer", seed, config_overrides, beta=beta, learning_rate=lr,
                      num_train_epochs=epochs, per_device_train_batch_size=batch_size, max_length=None, precompute_ref_log_probs=False,

@@ -45,6 +45,44 @@ def test_colab_setup_cell_installs_from_the_configured_repository(path):
     assert f"git+{url}" in source, f"{path.name}: the set-up cell must install from {url}"
 
 
+def _setup_cell(path) -> str:
+    notebook = json.loads(path.read_text())
+    return "".join(next(c for c in notebook["cells"] if c["cell_type"] == "code")["source"])
+
+
+def test_every_lab_has_the_same_setup_cell():
+    cells = {path.name: _setup_cell(path) for path in LABS}
+    assert len(set(cells.values())) == 1, f"the labs' set-up cells differ: {sorted(cells)}"
+
+
+def test_a_failed_install_says_what_to_check_and_how_to_install_from_a_copy(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "setup.py"
+    script.write_text(_setup_cell(LABS[0]))
+    env = {**os.environ, "RLHF_INSTALL_FROM": f"file://{tmp_path}/no-such-copy"}
+    run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert run.returncode != 0
+    assert "Traceback" in run.stderr and "CalledProcessError" not in run.stderr
+    message = run.stderr.strip().splitlines()[-1]
+    assert message.startswith("RuntimeError: Could not install the course package from file://")
+    assert "reaches the internet" in message and 'os.environ["RLHF_INSTALL_FROM"]' in message
+    assert "no-such-copy" in run.stdout  # pip's own message is shown above it
+
+
+def test_the_setup_cell_can_keep_the_stage_cache_on_drive():
+    source = _setup_cell(LABS[0])
+    assert "KEEP_STAGES_ON_DRIVE = False" in source  # off unless asked for: mounting asks permission
+    assert 'os.environ["RLHF_CACHE"] = "/content/drive/' in source
+    assert "KEEP_STAGES_ON_DRIVE" in (ROOT / "book" / "preface.md").read_text()
+    lab0 = json.loads(LABS[0].read_text())
+    assert any("KEEP_STAGES_ON_DRIVE" in "".join(c["source"]) for c in lab0["cells"]
+               if c["cell_type"] == "markdown")
+
+
 def test_environment_yml_names_the_same_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in project["dependencies"]}
