@@ -118,3 +118,17 @@ def test_every_equation_named_in_the_package_is_defined_in_the_book():
     assert named, "the docstrings should name the book's equations"
     missing = sorted(e for e in named if f"({e})" not in book)
     assert not missing, f"equations named in docstrings but not labelled in the book: {missing}"
+
+
+TEXT_SOURCES = sorted([*(ROOT / "book").glob("*.md"), ROOT / "README.md", *LABS])
+
+
+@pytest.mark.parametrize("path", TEXT_SOURCES, ids=lambda p: p.name)
+def test_no_control_characters_in_the_sources(path):
+    """A backslash swallowed on the way into a file turns LaTeX's \\tilde, \\frac or \\beta into a
+    tab, a form feed or a backspace; the page then shows broken maths without any build error."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        bad = [hex(ord(c)) for c in line if ord(c) < 32 and c != "\t" or c in "\x0b\x0c"]
+        if path.suffix == ".md":
+            bad += ["0x9"] * ("\t" in line)
+        assert not bad, f"{path.name}:{number}: control characters {bad} in {line.strip()[:60]!r}"
