@@ -64,7 +64,7 @@ def test_a_failed_install_says_what_to_check_and_how_to_install_from_a_copy(tmp_
     script.write_text(_setup_cell(LABS[0]))
     env = {**os.environ, "RLHF_INSTALL_FROM": f"file://{tmp_path}/no-such-copy"}
     run = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                         cwd=tmp_path, timeout=120)
+                         cwd=tmp_path, timeout=600)
     assert run.returncode != 0
     assert "Traceback" in run.stderr and "CalledProcessError" not in run.stderr
     message = run.stderr.strip().splitlines()[-1]
