@@ -43,7 +43,7 @@ find_python() {
 show_versions() {
   echo "== $1: resolved versions"
   "$2" -c 'import platform; print("python", platform.python_version())'
-  "$UV" pip freeze --python "$2" | grep -iE '^(torch|numpy|safetensors|datasets|tqdm|matplotlib|ipywidgets|transformers|trl|accelerate|huggingface[-_]hub|tokenizers|pandas|pytest|nbval|ipykernel|rlhf.minimal)( |=|@)' \
+  "$UV" pip freeze --quiet --python "$2" | grep -iE '^(-e )?(torch|numpy|safetensors|datasets|tqdm|matplotlib|ipywidgets|transformers|trl|accelerate|huggingface[-_]hub|tokenizers|pandas|pytest|nbval|ipykernel|rlhf.minimal|file:)( |=|@|/)' \
     | sed 's/^/  /'
 }
 
