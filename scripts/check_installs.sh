@@ -110,6 +110,7 @@ colab)
   "$UV" pip install --quiet --python "$vpy" "torch==${COLAB_TORCH:-2.8.0}" numpy==2.0.2 ipywidgets==7.7.1 \
     transformers==4.57.1 matplotlib pandas tqdm ipykernel pytest pytest-xdist nbval pyyaml
   before=$("$vpy" -c 'import torch, ipywidgets; print(torch.__version__, ipywidgets.__version__)')
+  had_build=$([ -e build ] && echo 1 || true)
   # The package, installed by the labs' set-up cell itself, from this copy instead of the network.
   "$vpy" - <<'EOF'
 import json, os
@@ -117,7 +118,7 @@ cell = next(c for c in json.load(open("labs/00_setup.ipynb"))["cells"] if c["cel
 os.environ["RLHF_INSTALL_FROM"] = os.getcwd()
 exec("".join(cell["source"]))
 EOF
-  rm -rf build   # what pip's build of this folder left behind
+  [ -n "$had_build" ] || rm -rf build   # what pip's build of this folder left behind
   after=$("$vpy" -c 'import torch, ipywidgets; print(torch.__version__, ipywidgets.__version__)')
   show_versions "Colab-like" "$vpy"
   [ "$before" = "$after" ] || { echo "check_installs: installing the package replaced Colab's torch or ipywidgets: $before -> $after" >&2; exit 1; }
