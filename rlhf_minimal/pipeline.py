@@ -169,6 +169,9 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
         "reward_model": {"accuracy": rm_eval["accuracy"], "ceiling": rm_eval["ceiling"],
                          "accuracy_vs_gold": rm_eval["accuracy_vs_gold"],
                          "gold_order": rm_eval.get("gold_order"),
+                         "gold_order_head": (rm_eval.get("gold_order_head") or {}).get("all"),
+                         "gold_order_likelihood": (rm_eval.get("gold_order_likelihood") or {}).get("all"),
+                         "prior_weight": (rm_eval.get("prior_fit") or {}).get("alpha"),
                          "labeler_labeler": rm_eval["agreement"]["labeler_labeler"],
                          "n_train_pairs": rm_eval["n_train_pairs"], "n_heldout_pairs": rm_eval["n_heldout_pairs"]},
         "ppo_training": {"gold_score_first": ppo_info["log"]["gold_score"][0],
@@ -220,6 +223,9 @@ def summary_text(report: dict) -> str:
         kinds = ", ".join(f"{k} {v:.2f}" for k, v in rm["gold_order"].items()
                           if not k.startswith("n_") and k != "all")
         lines.append(f"  gold order by kind of difference: {kinds}")
+    if rm.get("prior_weight") is not None:
+        lines.append(f"  the head alone {rm['gold_order_head']:.3f}, SFT's likelihood alone "
+                     f"{rm['gold_order_likelihood']:.3f}; prior weight alpha {rm['prior_weight']:.3f} (eq-reward-prior)")
     return "\n".join(lines)
 
 

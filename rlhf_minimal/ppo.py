@@ -38,7 +38,7 @@ from .device import pick_device
 from .graphs import TrainStep, graphs_requested, make_train_step
 from .judge import GoldJudge
 from .model import GPT, generate, left_pad
-from .reward import RewardModel
+from .reward import LikelihoodReward
 from .scale import check_scale, current_scale
 from .train import FiniteGuard, Precision, progress, set_seed
 from .world import Task
@@ -538,19 +538,6 @@ def sequence_kl(policy: GPT, ref: GPT, tokenizer, tasks: list[Task], responses: 
     lp, _ = response_logprobs(policy, tokenizer, prompts, responses, temperature, batch_size)
     lr, _ = response_logprobs(ref, tokenizer, prompts, responses, temperature, batch_size)
     return [a - b for a, b in zip(lp, lr)]
-
-
-class LikelihoodReward(RewardModel):
-    """The sharpening control: the SFT model's own mean log-likelihood per token of a response,
-    normalised like the reward model (:meth:`RewardModel.fit_normalisation` on SFT samples).
-
-    PPO against it uses no preference at all: it can only make the policy surer of what SFT
-    already prefers. What PPO against the reward model gains beyond this is what the
-    comparisons taught (chapter 6)."""
-
-    def raw(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
-        sums, lengths = response_logprobs(self.model, self.tokenizer, prompts, responses)
-        return torch.tensor([s / n for s, n in zip(sums, lengths)])
 
 
 def made_up_answer(verdict) -> bool:

@@ -16,6 +16,11 @@
   the gold judge, overall and by kind of difference (:func:`gold_order_accuracy`).
 * After training, rewards are normalised to mean 0 and standard deviation 1 over the SFT model's
   samples; the shift and scale are saved with the model.
+* A prior (eq-reward-prior): the SFT model's own mean log-likelihood per token, normalised the
+  same way, is added with a weight fitted on the validation comparisons (:func:`fit_prior_weight`).
+  The SFT model already orders many pairs right by how likely it finds them (a wrong fact is an
+  unlikely token), and the head, trained on a few thousand prompts, learns what likelihood misses
+  (declining, filler, form); the two err on different pairs.
 """
 from __future__ import annotations
 
@@ -63,6 +68,8 @@ class RewardConfig:
     from_sft: bool = True            # False: initialise from the base model instead
     n_layers: int | None = None      # keep only the first n transformer blocks (a smaller RM)
     eval_k: int = 8                  # responses per evaluation prompt in the held-out test set
+    likelihood_prior: bool = True    # add the SFT model's mean log-likelihood, weighted by a fit on
+                                     # the validation comparisons (eq-reward-prior)
 
     @staticmethod
     def preset(scale: str) -> "RewardConfig":
@@ -115,24 +122,38 @@ def encode_pair_text(tokenizer: Tokenizer, prompt: str, response: str, max_len: 
     return ids + [tokenizer.eos_id] if len(ids) < max_len else ids
 
 
-def score_sequences(model: GPT, sequences: list[list[int]], pad_id: int, device) -> torch.Tensor:
-    """Scalar-head output at the last real token of each right-padded sequence."""
+def right_pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids ``[B, T]`` padded on the right with ``pad_id``, and the mask (1 on real tokens)."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
         ids[row, :len(seq)] = torch.tensor(seq)
         mask[row, :len(seq)] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    return ids.to(device), mask.to(device)
+
+
+def score_sequences(model: GPT, sequences: list[list[int]], pad_id: int, device) -> torch.Tensor:
+    """Scalar-head output at the last real token of each right-padded sequence."""
+    ids, mask = right_pad(sequences, pad_id, device)
     values = model(ids, mask)
     return values.gather(1, last_token_index(mask)[:, None]).squeeze(1)
 
 
 class RewardModel:
-    """A scalar-head GPT plus its normalisation; ``score`` gives normalised rewards."""
+    """A scalar-head GPT plus its normalisation; ``score`` gives normalised rewards.
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer, shift: float = 0.0, scale: float = 1.0):
+    With a ``prior`` (the SFT model's :class:`LikelihoodReward`), ``score`` is eq-reward-prior:
+    the normalised head plus ``prior_weight`` times the normalised likelihood. ``logit_scale``
+    turns a difference of scores into the log-odds that one response is preferred (for the
+    head alone, the head's own scale, which the pairwise loss trained)."""
+
+    def __init__(self, model: GPT, tokenizer: Tokenizer, shift: float = 0.0, scale: float = 1.0,
+                 prior: "RewardModel | None" = None, prior_weight: float = 0.0,
+                 logit_scale: float | None = None):
         self.model, self.tokenizer, self.shift, self.scale = model, tokenizer, shift, scale
+        self.prior, self.prior_weight = prior, prior_weight
+        self.logit_scale = scale if logit_scale is None else logit_scale
 
     @property
     def device(self):
@@ -140,6 +161,7 @@ class RewardModel:
 
     @torch.no_grad()
     def raw(self, prompts: list[str], responses: list[str], batch_size: int = 256) -> torch.Tensor:
+        """The head's output at the last real token (no normalisation, no prior)."""
         self.model.eval()
         out = []
         for start in range(0, len(prompts), batch_size):
@@ -153,11 +175,75 @@ class RewardModel:
         the SFT model's samples, have mean 0 and standard deviation 1."""
         raw = self.raw(prompts, responses)
         self.shift, self.scale = raw.mean().item(), max(raw.std().item(), 1e-6)
+        self.logit_scale = self.scale
         return self
 
     def score(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
-        """Normalised rewards: mean 0, std 1 over the SFT model's samples."""
-        return (self.raw(prompts, responses) - self.shift) / self.scale
+        """Normalised rewards: mean 0, std 1 over the SFT model's samples, plus the weighted prior."""
+        head = (self.raw(prompts, responses) - self.shift) / self.scale
+        if self.prior is None or self.prior_weight == 0:
+            return head
+        return head + self.prior_weight * self.prior.score(prompts, responses)
+
+
+class LikelihoodReward(RewardModel):
+    """The SFT model's own mean log-likelihood per token of a response (EOS included), normalised
+    like the reward model (:meth:`RewardModel.fit_normalisation` on SFT samples).
+
+    Alone it is the sharpening control of chapter 6: PPO against it uses no preference at all
+    and can only make the policy surer of what SFT already prefers. Weighted by a fit on the
+    comparisons, it is the reward model's prior (eq-reward-prior)."""
+
+    @torch.no_grad()
+    def raw(self, prompts: list[str], responses: list[str], batch_size: int = 256) -> torch.Tensor:
+        self.model.eval()
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = list(zip(prompts[start:start + batch_size], responses[start:start + batch_size]))
+            seqs = [encode_pair_text(self.tokenizer, p, r, self.model.config.max_len) for p, r in chunk]
+            ids, mask = right_pad(seqs, self.tokenizer.pad_id, self.device)
+            logp = F.log_softmax(self.model(ids, mask).float(), -1)[:, :-1]
+            logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # log pi(token t+1 | tokens up to t)
+            starts = torch.tensor([len(self.tokenizer.encode(p)) for p, _ in chunk], device=self.device)
+            predicted = torch.arange(1, ids.size(1), device=self.device)[None]
+            in_response = (predicted >= starts[:, None]) & mask[:, 1:].bool()
+            out.append(((logp * in_response).sum(1) / in_response.sum(1)).cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+
+def fit_prior_weight(head: RewardModel, prior: RewardModel, rows) -> dict:
+    """eq-reward-prior's weight: a logistic regression without intercept on comparisons ``rows``,
+    P(chosen preferred) = sigmoid(c * (delta head + alpha * delta prior)), with the normalised
+    scores of the reward model's head and of the prior. Returns ``alpha`` (``prior_weight``), ``c``
+    (``logit_scale``) and the mean log-loss with and without the prior.
+
+    The rows should be comparisons the head did not train on (the validation prompts): on its own
+    training pairs the head looks better than it is, and alpha would come out too small."""
+    if not len(rows):
+        raise ValueError("fit_prior_weight needs comparisons; pass the validation split's rows")
+    prompts = [r["prompt"] for r in rows]
+    features = torch.stack([
+        head.score(prompts, [r["chosen"] for r in rows]) - head.score(prompts, [r["rejected"] for r in rows]),
+        prior.score(prompts, [r["chosen"] for r in rows]) - prior.score(prompts, [r["rejected"] for r in rows]),
+    ], 1).double()
+    weights = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = -F.logsigmoid(features @ weights).mean()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    c, both = weights.detach().tolist()
+    if c <= 0:
+        raise ValueError(f"the reward model's head orders these {len(rows)} comparisons worse than chance "
+                         f"(fitted weight {c:.3f}); train it longer or on more comparisons before adding a prior")
+    with torch.no_grad():
+        loss = -F.logsigmoid(features @ weights).mean().item()
+        head_only = -F.logsigmoid(features[:, 0] * head.logit_scale).mean().item()
+    return {"alpha": round(both / c, 4), "c": round(c, 4), "loss": round(loss, 4), "loss_head_only": round(head_only, 4)}
 
 
 def truncate(model: GPT, n_layers: int) -> GPT:
@@ -287,20 +373,21 @@ def pairwise_accuracy(rm: RewardModel, rows) -> float:
     """Share of comparisons where the chosen response gets the higher reward (ties count half)."""
     if not len(rows):
         return float("nan")
-    chosen = rm.raw([r["prompt"] for r in rows], [r["chosen"] for r in rows])
-    rejected = rm.raw([r["prompt"] for r in rows], [r["rejected"] for r in rows])
+    chosen = rm.score([r["prompt"] for r in rows], [r["chosen"] for r in rows])
+    rejected = rm.score([r["prompt"] for r in rows], [r["rejected"] for r in rows])
     return round(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean().item(), 4)
 
 
 @torch.no_grad()
 def calibration(rm: RewardModel, rows, bins: int = 10) -> dict:
-    """Predicted preference probability sigmoid(r_a - r_b) against how often a was chosen.
+    """Predicted preference probability sigmoid(c (r_a - r_b)) against how often a was chosen
+    (``c``: the reward model's ``logit_scale``).
 
     Each comparison counts in both orientations, so the diagram is symmetric about 0.5.
     """
-    chosen = rm.raw([r["prompt"] for r in rows], [r["chosen"] for r in rows])
-    rejected = rm.raw([r["prompt"] for r in rows], [r["rejected"] for r in rows])
-    p = torch.sigmoid(chosen - rejected)
+    chosen = rm.score([r["prompt"] for r in rows], [r["chosen"] for r in rows])
+    rejected = rm.score([r["prompt"] for r in rows], [r["rejected"] for r in rows])
+    p = torch.sigmoid(rm.logit_scale * (chosen - rejected))
     predicted = torch.cat([p, 1 - p])
     observed = torch.cat([torch.ones_like(p), torch.zeros_like(p)])
     edges = torch.linspace(0, 1, bins + 1)
@@ -392,10 +479,18 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
         val_rows = label(val_tasks, val_responses, labelers, seed + 2, cfg.votes)
         held_rows = label(test_tasks, test_responses, labelers, seed, cfg.votes)
         model, log = train_reward_model(init, tokenizer, train_rows, cfg, seed, device, val_rows=val_rows)
-        rm = RewardModel(model, tokenizer).fit_normalisation(
-            [t.prompt for t, rs in zip(train_tasks, train_responses) for _ in rs],
-            [r for rs in train_responses for r in rs])
+        sft_prompts = [t.prompt for t, rs in zip(train_tasks, train_responses) for _ in rs]
+        sft_answers = [r for rs in train_responses for r in rs]
+        rm = RewardModel(model, tokenizer).fit_normalisation(sft_prompts, sft_answers)
         gold = GoldJudge(world)
+        prior_info = {}
+        if cfg.likelihood_prior:
+            prior = LikelihoodReward(sft, tokenizer).fit_normalisation(sft_prompts, sft_answers)
+            fit = fit_prior_weight(rm, prior, val_rows)
+            prior_info = {"prior_fit": fit,
+                          "gold_order_head": gold_order_accuracy(rm, test_tasks, test_responses, gold),
+                          "gold_order_likelihood": gold_order_accuracy(prior, test_tasks, test_responses, gold)}
+            rm.prior, rm.prior_weight, rm.logit_scale = prior, fit["alpha"], fit["c"]
         gold_order = gold_order_accuracy(rm, test_tasks, test_responses, gold)
         evaluation = {
             "accuracy": pairwise_accuracy(rm, held_rows),
@@ -411,16 +506,22 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
             "n_train_pairs": len(train_rows), "n_val_pairs": len(val_rows), "n_heldout_pairs": len(held_rows),
             "n_train_prompts": len(train_tasks), "n_val_prompts": n_val, "n_heldout_prompts": len(test_tasks),
             "parameters": model.num_parameters(),
+            **prior_info,
         }
-        save_checkpoint(folder, model, {"stage": stage_cfg, "normalisation": {"shift": rm.shift, "scale": rm.scale}},
-                        log=log, evaluation=evaluation)
+        norm = {"shift": rm.shift, "scale": rm.scale, "prior_weight": rm.prior_weight, "logit_scale": rm.logit_scale}
+        if rm.prior is not None:
+            norm.update(prior_shift=rm.prior.shift, prior_scale=rm.prior.scale)
+        save_checkpoint(folder, model, {"stage": stage_cfg, "normalisation": norm}, log=log, evaluation=evaluation)
         comparisons_dataset(train_rows).save_to_disk(str(folder / "comparisons"))
         comparisons_dataset(held_rows).save_to_disk(str(folder / "heldout_comparisons"))
 
     folder = cached("reward", stage_cfg, build, fresh)
     model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
     norm = json.loads((folder / "config.json").read_text())["normalisation"]
-    rm = RewardModel(model, tokenizer, norm["shift"], norm["scale"])
+    prior = (LikelihoodReward(sft, tokenizer, norm["prior_shift"], norm["prior_scale"])
+             if "prior_shift" in norm else None)
+    rm = RewardModel(model, tokenizer, norm["shift"], norm["scale"], prior, norm.get("prior_weight", 0.0),
+                     norm.get("logit_scale"))
     info = {"log": read_json(folder, "log"), "evaluation": read_json(folder, "evaluation"),
             "comparisons": str(folder / "comparisons"),
             "heldout_comparisons": str(folder / "heldout_comparisons"), "config": cfg}
@@ -454,7 +555,7 @@ def gold_order_accuracy(rm: RewardModel, tasks, responses, gold: GoldJudge) -> d
         distinct = list(dict.fromkeys(rs))
         if len(distinct) < 2:
             continue
-        rewards = rm.raw([task.prompt] * len(distinct), distinct).tolist()
+        rewards = rm.score([task.prompt] * len(distinct), distinct).tolist()
         verdicts = [gold.score(task, r) for r in distinct]
         for i in range(len(distinct)):
             for j in range(i + 1, len(distinct)):

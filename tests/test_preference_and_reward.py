@@ -247,3 +247,66 @@ def test_a_vote_labels_each_pair_by_the_majority_of_its_voters(ci_world):
             assert row["vote"] == f"{for_c}/{ordered}" and 2 * for_c > ordered
     with pytest.raises(ValueError, match="votes must be between 1"):
         label(tasks, responses, team, votes=6)
+
+
+class _FixedScores:
+    """A stand-in reward: a fixed score per response text (only ``score`` and ``logit_scale``)."""
+
+    def __init__(self, table, logit_scale=1.0):
+        self.table, self.logit_scale = table, logit_scale
+
+    def score(self, prompts, responses):
+        return torch.tensor([self.table[r] for r in responses], dtype=torch.float64)
+
+
+def test_fit_prior_weight_recovers_the_weights_that_made_the_labels():
+    """Labels drawn from sigmoid(c (dh + alpha dp)) with c = 2, alpha = 0.7: the logistic fit of
+    eq-reward-prior finds both, and the prior lowers the log-loss against the head alone."""
+    from rlhf_minimal.reward import fit_prior_weight
+
+    gen = torch.Generator().manual_seed(0)
+    n = 6000
+    h, p = torch.randn(2 * n, generator=gen), torch.randn(2 * n, generator=gen)
+    names = [f"r{i}" for i in range(2 * n)]
+    head = _FixedScores(dict(zip(names, h.tolist())), logit_scale=2.0)
+    prior = _FixedScores(dict(zip(names, p.tolist())))
+    rows = []
+    for i in range(n):
+        a, b = 2 * i, 2 * i + 1
+        logit = 2.0 * ((h[a] - h[b]) + 0.7 * (p[a] - p[b]))
+        first = torch.rand(1, generator=gen).item() < torch.sigmoid(logit).item()
+        chosen, rejected = (a, b) if first else (b, a)
+        rows.append({"prompt": "q", "chosen": names[chosen], "rejected": names[rejected]})
+    fit = fit_prior_weight(head, prior, rows)
+    assert fit["alpha"] == pytest.approx(0.7, abs=0.08)
+    assert fit["c"] == pytest.approx(2.0, abs=0.15)
+    assert fit["loss"] < fit["loss_head_only"] - 0.02
+    flipped = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in rows]
+    with pytest.raises(ValueError, match="worse than chance"):
+        fit_prior_weight(head, prior, flipped)
+    with pytest.raises(ValueError, match="validation split"):
+        fit_prior_weight(head, prior, [])
+
+
+def test_score_with_a_prior_is_the_normalised_head_plus_the_weighted_prior():
+    """eq-reward-prior: (raw - shift) / scale + alpha * prior score; without a prior, the head alone."""
+    from rlhf_minimal.reward import RewardModel
+
+    class Tok:
+        eos_id, pad_id = 1, 0
+
+        def encode(self, text):
+            return [int(w) for w in text.split()]
+
+    torch.manual_seed(0)
+    head = GPT(GPTConfig(8, 1, 2, 16, 16, head="scalar")).eval()
+    prompts, responses = ["2 3", "4", "5"], ["5 6", "7", "2 2 2"]
+    rm = RewardModel(head, Tok(), shift=0.3, scale=2.0)
+    raw = rm.raw(prompts, responses)
+    assert rm.score(prompts, responses).tolist() == pytest.approx(((raw - 0.3) / 2.0).tolist())
+    assert rm.logit_scale == 2.0
+    prior = _FixedScores({"5 6": 1.0, "7": -2.0, "2 2 2": 0.5})
+    with_prior = RewardModel(head, Tok(), 0.3, 2.0, prior=prior, prior_weight=0.4, logit_scale=3.0)
+    expected = (raw - 0.3) / 2.0 + 0.4 * torch.tensor([1.0, -2.0, 0.5])
+    assert with_prior.score(prompts, responses).tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+    assert with_prior.logit_scale == 3.0
