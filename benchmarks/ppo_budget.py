@@ -9,6 +9,9 @@ pipeline evaluates it. For each it prints and saves the gap closed from SFT to t
 writers (sampled and greedy), the win rate among untied prompts with the tie share, the KL to SFT,
 the made-up answers to unanswerable questions, and the task family that changed most for the
 worse in each decoding, beside best-of-4 from the same reward model.
+
+``benchmarks/results/ppo_budget_cpu_on_cpu2.json`` was measured against the reward model's head
+alone, before it had a prior; ``--reward '{"likelihood_prior": false}'`` trains that one.
 """
 from __future__ import annotations
 
@@ -57,17 +60,20 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", choices=SCALES, default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--settings", default=None, help="a JSON list of PPOConfig overrides (default: the sweep above)")
+    parser.add_argument("--reward", default=None,
+                        help='RewardConfig overrides as JSON, e.g. \'{"likelihood_prior": false}\'')
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     settings = json.loads(args.settings) if args.settings else SETTINGS
+    reward = json.loads(args.reward) if args.reward else None
     rows = []
     for setting in settings:
-        world, _, _, info = ppo_policy(args.scale, args.seed, **setting)
+        world, _, _, info = ppo_policy(args.scale, args.seed, reward=reward, **setting)
         rows.append({"setting": setting, "result": summarise(world, info["evaluation"]),
                      "train_seconds": info["log"]["seconds"]})
         print(json.dumps(rows[-1]), flush=True)
     out = args.out or f"ppo_budget_{args.scale}_seed{args.seed}.json"
-    Path(out).write_text(json.dumps({"scale": args.scale, "seed": args.seed, "rows": rows}, indent=1))
+    Path(out).write_text(json.dumps({"scale": args.scale, "seed": args.seed, "reward": reward, "rows": rows}, indent=1))
     print(f"written to {out}")
     return 0
 
