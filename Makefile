@@ -1,7 +1,6 @@
 # Two commands for a fresh machine:
 #   make book   build the book (executes the labs at the scale in RLHF_SCALE, default: cpu, also on a GPU)
-#   make test   run every test (unit tests, every lab under nbval at the ci scale, the book build,
-#               and the lowest-versions and Colab-like installs)
+#   make test   run every test (unit tests, every lab under nbval at the ci scale, the book build)
 # Both create .venv and install everything on first use.
 #
 # Two editions of the book, built from the same sources:
@@ -59,11 +58,9 @@ book-student: venv
 	$(BIN)/sphinx-build -b html $(STUDENT_FLAGS) -d _build/student/.doctrees . _build/student/html
 
 # Order: scale check, the book build (warnings are errors, labs not executed: nbval runs them),
-# one pytest run for the unit tests and nbval, then the installs people actually get, each in a
-# throw-away environment under .envs that prints the versions it resolved (scripts/check_installs.sh):
-# the lowest versions pyproject.toml allows (unit tests, labs 00 and 05) and a Colab-like set-up
-# (labs 00, 03 and 05). They run last and share the stage cache, so they train nothing the main run
-# has trained; each ends with pytest's summary line.
+# then one pytest run for the unit tests and nbval, so pytest's summary line is the last line.
+# The installs people actually get (check-lowest, check-colab below) are not part of it until the
+# lowest-versions check passes (README, "The installs people actually get").
 test: export RLHF_SCALE ?= ci
 test: export TQDM_DISABLE = 1
 test: export HF_DATASETS_DISABLE_PROGRESS_BARS = 1
@@ -74,11 +71,12 @@ test: venv
 	$(BIN)/jupyter-book config sphinx . > /dev/null
 	$(BIN)/sphinx-build -q -b html -W --keep-going -D nb_execution_mode=off . _build/test-html
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax tests labs
-	UV=$(BIN)/uv JOBS=$(JOBS) bash scripts/check_installs.sh lowest $(ENVS)
-	UV=$(BIN)/uv JOBS=$(JOBS) bash scripts/check_installs.sh colab $(ENVS)
 
-# The two install checks alone (make test runs both): the lowest allowed versions, and Colab's kind
-# of set-up. Each downloads its own torch (a CUDA build, about 3 GB, kept in uv's cache).
+# The installs people actually get, each in a throw-away environment under .envs that prints the
+# versions it resolved (scripts/check_installs.sh): the lowest versions pyproject.toml allows (unit
+# tests, labs 00 and 05) and Colab's kind of set-up (lab 3's panel, labs 00, 03 and 05). Each
+# downloads its own torch (a CUDA build, about 3 GB, kept in uv's cache). They share the stage
+# cache with make test, so after it they train only what their labs train themselves.
 .PHONY: check-lowest check-colab
 check-lowest check-colab: export RLHF_SCALE ?= ci
 check-lowest check-colab: export RLHF_CACHE ?= $(CURDIR)/.rlhf_cache
