@@ -83,6 +83,14 @@ def test_the_setup_cell_can_keep_the_stage_cache_on_drive():
                if c["cell_type"] == "markdown")
 
 
+def test_a_plain_install_ships_every_subpackage():
+    """Colab's set-up cell installs a copy, not an editable checkout: only the packages listed in
+    pyproject.toml reach it."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "rlhf_minimal").rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
+
+
 def test_environment_yml_names_the_same_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in project["dependencies"]}
