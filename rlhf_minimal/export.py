@@ -236,8 +236,10 @@ def export_reward_model(rm: RewardModel, path: str | Path):
 
     GPT-2's score layer has no bias: the HF output is our raw reward minus the head's bias
     ``b``, and ``config.rlhf_minimal`` records ``shift = rm.shift - b`` (with ``scale``,
-    ``head_bias`` and ``our_shift``) so that ``(hf - shift) / scale`` is ``rm.score``
-    (:func:`normalised_reward`).
+    ``head_bias`` and ``our_shift``) so that ``(hf - shift) / scale`` is the normalised head's
+    reward (:func:`normalised_reward`). The exported network is the head alone: a reward model
+    with a prior (eq-reward-prior) scores ``rm.score = head + prior_weight * SFT likelihood``, and
+    ``config.rlhf_minimal`` records ``prior_weight`` so that a user of the export knows what to add.
     """
     from transformers import GPT2ForSequenceClassification
 
@@ -249,7 +251,7 @@ def export_reward_model(rm: RewardModel, path: str | Path):
     _check_vocab(model, tokenizer, "reward model")
     bias = float(model.head.bias.detach().float().item())
     norm = {"shift": float(rm.shift) - bias, "scale": float(rm.scale), "head_bias": bias,
-            "our_shift": float(rm.shift)}
+            "our_shift": float(rm.shift), "prior_weight": float(rm.prior_weight) if rm.prior is not None else 0.0}
     config = _gpt2_config(model.config, tokenizer, num_labels=1, rlhf_minimal=norm)
     hf = GPT2ForSequenceClassification(config)
     _load_into(hf, gpt2_state_dict(model))
