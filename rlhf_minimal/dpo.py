@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .cache import cached, load_checkpoint, read_json, save_checkpoint
 from .device import pick_device
 from .model import GPT
-from .scale import check_scale, current_scale
+from .scale import current_scale, preset
 from .tokenizer import Tokenizer
 from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
 
@@ -47,8 +47,7 @@ class DPOConfig:
 
     @staticmethod
     def preset(scale: str) -> "DPOConfig":
-        return {"ci": DPOConfig(epochs=1), "cpu": DPOConfig(),
-                "gpu": DPOConfig(prompts_per_batch=16)}[check_scale(scale)]
+        return DPOConfig(**preset(scale, "dpo"))
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,

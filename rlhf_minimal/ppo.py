@@ -39,7 +39,7 @@ from .graphs import TrainStep, graphs_requested, make_train_step
 from .judge import GoldJudge
 from .model import GPT, generate, left_pad
 from .reward import RewardModel
-from .scale import check_scale, current_scale
+from .scale import current_scale, preset
 from .train import FiniteGuard, Precision, progress, set_seed
 from .world import Task
 
@@ -84,17 +84,9 @@ class PPOConfig:
 
     @staticmethod
     def preset(scale: str) -> PPOConfig:
-        """The scale's settings. ``cpu``: four responses per prompt with the group baseline, whose
-        own centring leaves the value head only the KL penalty to track, so lambda 1 (Monte-Carlo
-        returns); on seed 0, with an earlier reward model, it gained most in both decodings among
-        beta 0.02-0.2, lambda 0.95-1, group size 4-8 and 60-120 rollout batches, and with the
-        course's reward model the group baseline took PPO from 0.23 to 0.31 of the gap to the
-        writers sampled, 0.16 to 0.26 greedy (chapter 5). ``gpu`` draws four times the earlier ``cpu`` rollouts and holds them closer
-        to SFT (beta 0.3): with beta 0.1 it drifted 2.3 nats and lost to SFT."""
-        return {"ci": PPOConfig(steps=6, prompts_per_step=32, max_new_tokens=32),
-                "cpu": PPOConfig(steps=60, group_size=4, kl_coef=0.05, lam=1.0),
-                "gpu": PPOConfig(steps=80, prompts_per_step=128, minibatch_size=32, kl_coef=0.3),
-                }[check_scale(scale)]
+        """The scale's settings (the ``ppo`` row of :data:`rlhf_minimal.scale.PRESETS`, where the
+        choice of each is explained)."""
+        return PPOConfig(**preset(scale, "ppo"))
 
 
 # --------------------------------------------------------------------------- the models

@@ -6,31 +6,23 @@ on random windows of ``window`` tokens: plain next-token prediction, no instruct
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 
 from .cache import cached, load_checkpoint, read_json, save_checkpoint
 from .device import pick_device
 from .model import GPT, GPTConfig, lm_loss
-from .scale import check_scale, current_scale
+from .scale import current_scale, preset
 from .tokenizer import Tokenizer
 from .graphs import make_train_step
 from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
 from .world import World, WorldConfig, make_world
 
 
-# (n_layer, n_head, d_model) of the three sizes of each scale; "medium" is the scale's own model
-MODEL_SIZES = {
-    "ci": {"small": (1, 2, 32), "medium": (2, 2, 64), "large": (3, 4, 96)},
-    "cpu": {"small": (2, 2, 64), "medium": (3, 4, 96), "large": (4, 4, 128)},
-    "gpu": {"small": (4, 6, 192), "medium": (6, 6, 384), "large": (8, 8, 512)},
-}
-
-
 def network_size(scale: str, size: str) -> dict:
     """``n_layer``, ``n_head`` and ``d_model`` of ``size`` (small, medium or large) at ``scale``."""
-    sizes = MODEL_SIZES[check_scale(scale)]
+    sizes = preset(scale, "sizes")
     if size not in sizes:
         raise ValueError(f"unknown model size {size!r}: choose one of {', '.join(sizes)}")
     return dict(zip(("n_layer", "n_head", "d_model"), sizes[size]))
@@ -54,12 +46,7 @@ class PretrainConfig:
     def preset(scale: str, size: str = "medium") -> "PretrainConfig":
         """The scale's configuration; ``size`` swaps in a smaller or larger network (chapter 6's
         size sweep) and leaves data, steps and learning rate alone."""
-        cfg = {
-            "ci": PretrainConfig(n_layer=2, n_head=2, d_model=64, steps=200, eval_every=100),
-            "cpu": PretrainConfig(),
-            "gpu": PretrainConfig(n_layer=6, n_head=6, d_model=384, window=96, steps=3000, batch_size=64, lr=1e-3),
-        }[check_scale(scale)]
-        return replace(cfg, **network_size(scale, size))
+        return PretrainConfig(**{**preset(scale, "pretrain"), **network_size(scale, size)})
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size, self.n_layer, self.n_head, self.d_model, self.max_len)

@@ -34,7 +34,7 @@ from .judge import DEFAULT_PRIORITY, GoldJudge
 from .model import GPT
 from .preference import (agreement, comparisons_dataset, label, label_quality, make_labelers,
                          sample_k, validate_comparisons)
-from .scale import check_scale, current_scale
+from .scale import current_scale, preset
 from .sft import sft_model
 from .tokenizer import Tokenizer
 from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
@@ -66,8 +66,7 @@ class RewardConfig:
 
     @staticmethod
     def preset(scale: str) -> "RewardConfig":
-        return {"ci": RewardConfig(epochs=3), "cpu": RewardConfig(),
-                "gpu": RewardConfig(prompts_per_batch=16)}[check_scale(scale)]
+        return RewardConfig(**preset(scale, "reward"))
 
 
 # The labeler fields of RewardConfig. Its defaults are the course's team (REALISTIC_LABELERS):

@@ -22,7 +22,7 @@ from .evaluate import gold_evaluation
 from .judge import GoldJudge, tasks_from_rows
 from .model import GPT, lm_loss
 from .pretrain import base_model
-from .scale import check_scale, current_scale
+from .scale import current_scale, preset
 from .tokenizer import Tokenizer
 from .graphs import make_train_step
 from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
@@ -41,8 +41,7 @@ class SFTConfig:
 
     @staticmethod
     def preset(scale: str) -> "SFTConfig":
-        return {"ci": SFTConfig(epochs=3), "cpu": SFTConfig(),
-                "gpu": SFTConfig(epochs=14, batch_size=64, lr=5e-4)}[check_scale(scale)]
+        return SFTConfig(**preset(scale, "sft"))
 
 
 def encode_demonstrations(tokenizer: Tokenizer, rows, max_len: int):
