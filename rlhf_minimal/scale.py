@@ -59,7 +59,7 @@ PRESETS = {
         "sft": dict(epochs=3),
         "reward": dict(epochs=3),
         "ppo": dict(steps=6, prompts_per_step=32, max_new_tokens=32),
-        "dpo": dict(epochs=1),
+        "dpo": dict(epochs=1, max_new_tokens=32),  # max_new_tokens: the ppo row's, for the evaluation
     },
     "cpu": {
         "world": dict(rm_per_family=600, rl_per_family=300),

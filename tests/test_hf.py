@@ -7,7 +7,8 @@ import torch
 
 from rlhf_minimal.export import export_causal_lm, export_tokenizer
 from rlhf_minimal.hf import HFCausalLM, HFTokenizer, tiny_causal_lm
-from rlhf_minimal.model import GPT, GPTConfig, KVCache, generate, left_pad
+from rlhf_minimal.model import GPT, GPTConfig, KVCache
+from rlhf_minimal.sampling import generate, left_pad
 
 
 @pytest.fixture(scope="module")
