@@ -111,16 +111,8 @@ class GPT(nn.Module):
         ``attention_mask`` ``[B, T_total]`` is 1 on real tokens and 0 on padding; ``T_total``
         includes tokens already in ``cache``. ``cache`` is a :class:`KVCache` or None.
         """
-        B, T = input_ids.shape
-        past = cache.length if cache is not None else 0
-        total = past + T
-        if total > self.config.max_len:
-            raise ValueError(f"sequence of {total} tokens is longer than the model's context "
-                             f"({self.config.max_len}); shorten the input or use a larger max_len")
-        if attention_mask is None:
-            attention_mask = torch.ones(B, total, dtype=torch.long, device=input_ids.device)
-        if positions is None:
-            positions = position_ids(attention_mask)[:, past:]
+        past, total, attention_mask, positions = forward_inputs(
+            input_ids, attention_mask, cache, positions, self.config.max_len)
         query_index = torch.arange(past, total, device=input_ids.device)[:, None]
         key_index = torch.arange(total, device=input_ids.device)[None, :]
         # Each query sees earlier real tokens, and always itself (so a pad row is never all -inf).
@@ -144,6 +136,23 @@ class GPT(nn.Module):
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
         model.load_state_dict(state, strict=False)
         return model
+
+
+def forward_inputs(input_ids, attention_mask, cache, positions, max_len: int):
+    """What starts a forward pass of ``T`` new tokens: ``(past, total, attention_mask, positions)``
+    with ``past`` the tokens already in ``cache``, ``total = past + T`` (refused beyond ``max_len``),
+    the mask over all ``total`` tokens (all ones when None) and the new tokens' positions."""
+    B, T = input_ids.shape
+    past = cache.length if cache is not None else 0
+    total = past + T
+    if total > max_len:
+        raise ValueError(f"sequence of {total} tokens is longer than the model's context "
+                         f"({max_len}); shorten the input or use a larger max_len")
+    if attention_mask is None:
+        attention_mask = torch.ones(B, total, dtype=torch.long, device=input_ids.device)
+    if positions is None:
+        positions = position_ids(attention_mask)[:, past:]
+    return past, total, attention_mask, positions
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -59,11 +59,11 @@ def test_wrapped_export_gives_our_logits_and_generations(tmp_path, tokenizer, hf
 
 def test_context_overflow_is_refused(hf_tokenizer):
     model = HFCausalLM(tiny_causal_lm(hf_tokenizer.vocab_size, max_len=16))
-    with pytest.raises(ValueError, match="longer than the context"):
+    with pytest.raises(ValueError, match="longer than the model's context"):
         model(torch.ones(1, 17, dtype=torch.long))
     cache = KVCache(model.config.n_layer)
     model(torch.ones(1, 10, dtype=torch.long), cache=cache)
-    with pytest.raises(ValueError, match="longer than the context"):
+    with pytest.raises(ValueError, match="longer than the model's context"):
         model(torch.ones(1, 7, dtype=torch.long), torch.ones(1, 17, dtype=torch.long), cache)
 
 
