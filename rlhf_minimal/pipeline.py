@@ -103,7 +103,7 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
     from .sft import sft_model
 
     scale = current_scale(scale)
-    device = torch.device(device) if device is not None else pick_device()
+    device = pick_device(device)
     stages: dict = {}
     start = time.time()
     echo(f"rlhf_minimal pipeline: scale {scale}, seed {seed}, device {device}"
@@ -246,7 +246,7 @@ def size_sweep(scale: str | None = None, seed: int = 0, sizes=("small", "medium"
     from .sft import sft_model
 
     scale = current_scale(scale)
-    device = torch.device(device) if device is not None else pick_device()
+    device = pick_device(device)
     out = {"sizes": list(sizes), "parameters": {}, "sampled": {}, "greedy": {},
            "gold": {"sampled": {}, "greedy": {}}, "seconds": {}}
     _, _, reference, _ = sft_model(scale, seed, device=device)

@@ -6,13 +6,18 @@ The pieces, each a function named after the book's equation:
 * :func:`rollout`: sample responses with the KV cache at ``temperature`` (top-k/top-p off: they
   would make the sampling distribution differ from the one whose log-probs we use); the response
   is everything up to and including the first EOS. Log-probs come from ``logits / temperature``
-  (the distribution we sampled from). The reference log-probs are computed once per rollout.
+  (the distribution we sampled from). The reference log-probs are computed once per rollout. It
+  returns a :class:`Rollout`, one field per tensor with its shape.
 * :func:`per_token_rewards` (eq-ppo-reward): ``-beta * (log pi - log pi_ref)`` on every response
   token, plus the normalised reward-model score on the last one. A response that never emitted EOS
   gets ``no_eos_penalty`` instead of its score.
 * :func:`gae` (eq-gae): advantages and returns over the response tokens.
 * :func:`policy_loss` (eq-ppo-clip) and :func:`value_loss` (eq-value-clip).
 * :class:`AdaptiveKL` (eq-adaptive-kl): Ziegler et al.'s proportional controller towards a target KL.
+* :func:`ppo_update`: the whole update on one screen (minibatches, forward, the three losses,
+  backward, clipping, optimizer step); :func:`train_ppo` alternates rollouts and updates.
+
+The evaluation (best-of-n, head-to-head win rates, KL to SFT) is in :mod:`rlhf_minimal.evaluate`.
 
 KL to the reference (the SFT model, frozen) enters the *reward*; the ratio between the new and
 the old policy (the one that sampled this batch) enters the *loss*. They are different things.
