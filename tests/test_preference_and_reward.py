@@ -205,7 +205,7 @@ def test_gold_order_accuracy_counts_each_kind_of_difference(ci_world, tokenizer)
         def __init__(self, sign):
             self.sign = sign
 
-        def raw(self, prompts, responses):
+        def score(self, prompts, responses):
             return torch.tensor([self.sign * gold.score(p, r).score for p, r in zip(prompts, responses)])
 
     tasks = [t for t in ci_world.splits["rm"] if t.family in ("open_qa", "unanswerable", "refuse")][:30]
