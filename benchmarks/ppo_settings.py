@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, wh
 
 from rlhf_minimal.device import describe_environment, pick_device  # noqa: E402
 from rlhf_minimal.judge import GoldJudge  # noqa: E402
-from rlhf_minimal.ppo import BEST_OF, PPOConfig, best_of_n, best_of_n_curve, evaluate_ppo, train_ppo  # noqa: E402
+from rlhf_minimal.evaluate import BEST_OF, best_of_n, best_of_n_curve, evaluate_ppo  # noqa: E402
+from rlhf_minimal.ppo import PPOConfig, train_ppo  # noqa: E402
 from rlhf_minimal.reward import reward_model  # noqa: E402
 from rlhf_minimal.scale import SCALES  # noqa: E402
 from rlhf_minimal.sft import sft_model  # noqa: E402

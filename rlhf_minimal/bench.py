@@ -23,11 +23,13 @@ from pathlib import Path
 
 import torch
 
-from .device import describe_environment
-from .model import GPT, generate, lm_loss
+from .device import describe_environment, run_settings
+from .graphs import GraphedStep, graph_training, make_graph_optimizer
+from .model import GPT
+from .pretrain import lm_training_step
+from .sampling import generate
 from .scale import check_scale
-from .graphs import make_train_step, records_training
-from .train import FiniteGuard, Precision, make_optimizer
+from .train import Precision, make_optimizer, set_lr
 
 
 def _sync(device: torch.device) -> None:
@@ -49,7 +51,7 @@ def _timeit(fn, device: torch.device, repeats: int, warmup: int = 1) -> float:
 
 def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo=print) -> dict:
     """Throughput of every phase at ``scale``'s sizes on ``device``; returns a JSON-ready dict."""
-    from .ppo import PolicyWithValue, PPOConfig, pad_rollout, ppo_minibatch_loss, ppo_update, rollout
+    from .ppo import PolicyWithValue, PPOConfig, pad_rollout, ppo_update, rollout
     from .pretrain import PretrainConfig
     from .reward import RewardConfig, RewardModel
     from .sft import SFTConfig
@@ -57,7 +59,8 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
     from .world import WorldConfig, make_world
 
     scale = check_scale(scale)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    settings = run_settings(device)
+    device = settings.device
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     world = make_world(config=WorldConfig.preset(scale, seed))
@@ -65,8 +68,8 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
     pre_cfg, sft_cfg = PretrainConfig.preset(scale), SFTConfig.preset(scale)
     rm_cfg, ppo_cfg = RewardConfig.preset(scale), PPOConfig.preset(scale)
     model = GPT(pre_cfg.model_config(tokenizer.vocab_size)).to(device)
-    precision = Precision(device)
-    graphs = records_training(device, precision)
+    precision = Precision(device, settings.precision)
+    graphs = graph_training(settings, precision)
     warmup = 2 if graphs else 1
     result = {"scale": scale, "device": str(device), "precision": precision.name, "graphs": graphs,
               "environment": describe_environment(), "parameters": model.num_parameters(),
@@ -83,7 +86,7 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
         def run(use_cache=use_cache):
             generate(model, prompts, new, tokenizer.eos_id, tokenizer.pad_id, temperature=1.0,
                      generator=torch.Generator(device=device).manual_seed(seed), use_cache=use_cache,
-                     min_new_tokens=new)
+                     min_new_tokens=new, graphs=settings.cuda_graphs)
         seconds = _timeit(run, device, repeats)
         gen["with_cache" if use_cache else "without_cache"] = {
             "seconds": round(seconds, 4), "tokens_per_second": round(batch * new / seconds, 1)}
@@ -95,13 +98,12 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
 
     # one optimizer step of each supervised stage, on batches of the stage's shape
     def train_step_bench(name, net, batch_size, length, loss_fn):
-        optimizer = make_optimizer(net, 1e-4)
+        step, optimizer = lm_training_step(net, make_optimizer(net, 1e-4), precision, graphs, loss_fn=loss_fn)
         x = torch.randint(2, tokenizer.vocab_size, (batch_size, length), generator=generator).to(device)
 
-        def body(x):
-            with precision.autocast():
-                return (loss_fn(net, x),)
-        train_step = make_train_step(body, net, optimizer, precision, FiniteGuard(name, device))
+        def train_step(_, lr, x):
+            set_lr(optimizer, lr)
+            return step(x[:, :-1], x[:, 1:])
         seconds = _timeit(lambda: train_step(0, 1e-4, x), device, repeats * 3, warmup)
         # The stages' batches vary in width (SFT, reward model) or in prompt length (PPO); a GPU
         # library may prepare each new shape once (kernel choice, plans), which a repeated batch
@@ -128,17 +130,19 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
              f"a step at a new width {1000 * new_shape:.1f} ms against {1000 * seconds:.1f} ms)")
         return row
 
-    lm_step = lambda net, x: lm_loss(net(x[:, :-1]), x[:, 1:])  # noqa: E731
+    from .model import lm_loss
+
     result["training"] = {
-        "pretrain": train_step_bench("pretraining", model.train(), pre_cfg.batch_size, pre_cfg.window, lm_step),
-        "sft": train_step_bench("SFT", model.train(), sft_cfg.batch_size, 40, lm_step),
+        "pretrain": train_step_bench("pretraining", model.train(), pre_cfg.batch_size, pre_cfg.window, lm_loss),
+        "sft": train_step_bench("SFT", model.train(), sft_cfg.batch_size, 40, lm_loss),
     }
     rm_net = model.with_scalar_head().train()
     k = rm_cfg.k
-    result["training"]["reward"] = train_step_bench(
-        "reward model", rm_net, rm_cfg.prompts_per_batch * k, 40,
-        lambda net, x: -torch.nn.functional.logsigmoid(
-            net(x)[:, -1].view(-1, k)[:, :1] - net(x)[:, -1].view(-1, k)[:, 1:]).mean())
+
+    def rm_loss(values, _):  # the first of each prompt's k responses preferred to the others
+        rewards = values[:, -1].view(-1, k)
+        return -torch.nn.functional.logsigmoid(rewards[:, :1] - rewards[:, 1:]).mean()
+    result["training"]["reward"] = train_step_bench("reward model", rm_net, rm_cfg.prompts_per_batch * k, 41, rm_loss)
 
     # one PPO iteration: rollout (generation + scoring) and the updates
     rm = RewardModel(rm_net.eval(), tokenizer)
@@ -146,8 +150,9 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
     ref = GPT(model.config).to(device).eval()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=ppo_cfg.lr,
                                   fused=True if device.type == "cuda" else None)
-    update_step = make_train_step(ppo_minibatch_loss(policy, ppo_cfg, precision), policy, optimizer,
-                                  precision, FiniteGuard("PPO", device), ppo_cfg.max_grad_norm)
+    graphed = None
+    if graphs:
+        optimizer, graphed = make_graph_optimizer(optimizer), GraphedStep(None, device)
     sampler = torch.Generator(device=device).manual_seed(seed)
     timings = {"rollout": 0.0, "update": 0.0}
     fixed = (max(map(len, prompts)), new)  # one shape for every rollout, as train_ppo pads with graphs
@@ -156,13 +161,12 @@ def bench(scale: str = "cpu", device=None, repeats: int = 3, seed: int = 0, echo
         _sync(device)
         t0 = time.perf_counter()
         batch_ = rollout(policy, ref, rm, tokenizer, tasks, ppo_cfg, ppo_cfg.kl_coef, sampler,
-                         prompt_width=fixed[0] if graphs else None)
+                         prompt_width=fixed[0] if graphs else None, graphs=settings.cuda_graphs)
         if graphs:
             batch_ = pad_rollout(batch_, *fixed, tokenizer.pad_id)
         _sync(device)
         t1 = time.perf_counter()
-        ppo_update(policy, update_step.optimizer, batch_, ppo_cfg, generator, 0, precision,
-                   update_step.guard, update_step)
+        ppo_update(policy, optimizer, batch_, ppo_cfg, generator, 0, precision, graphed=graphed)
         _sync(device)
         timings["rollout"] += t1 - t0
         timings["update"] += time.perf_counter() - t1

@@ -11,12 +11,14 @@ temporary folder and renamed into place, so a reader never sees half an entry.
 """
 from __future__ import annotations
 
+import ast
 import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -34,18 +36,46 @@ def cache_root() -> Path:
     return Path(root)
 
 
-# The modules whose code each stage's output depends on: editing one invalidates that stage's
-# cache entries (and, through the keys that include them, the later stages').
-STAGE_CODE = {
-    "base": ("world", "tokenizer", "model", "train", "pretrain"),
-    "sft": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge", "evaluate"),
-    "reward": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge",
-               "evaluate", "preference", "reward"),
-    "ppo": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge",
-            "evaluate", "preference", "reward", "ppo"),
-    "dpo": ("world", "tokenizer", "model", "train", "pretrain", "sft", "data", "judge",
-            "evaluate", "preference", "reward", "ppo", "dpo"),
-}
+# The module that builds each stage. Its cache key hashes the code of that module and of every
+# package module it imports, directly or through others (:func:`imported_modules`): editing any
+# of them invalidates the stage's entries (and, through the keys that include them, the later
+# stages').
+STAGE_MODULES = {"base": "pretrain", "sft": "sft", "reward": "reward", "ppo": "ppo", "dpo": "dpo"}
+
+
+def _imports(path: Path) -> set[str]:
+    """The package modules that the file at ``path`` imports, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rlhf_minimal."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("rlhf_minimal."))
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the package (top level, not the exercise kits) and the modules it imports."""
+    package = Path(__file__).parent
+    modules = {path.stem: path for path in package.glob("*.py") if path.stem != "__init__"}
+    return {name: {m for m in _imports(path) if m in modules} for name, path in modules.items()}
+
+
+def imported_modules(module: str, graph: dict[str, set[str]] | None = None) -> list[str]:
+    """``module`` and every package module it imports, directly or indirectly, sorted."""
+    graph = graph or import_graph()
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += graph[name]
+    return sorted(seen)
 
 
 def code_fingerprint(modules=None) -> str:
@@ -60,11 +90,19 @@ def code_fingerprint(modules=None) -> str:
     return digest.hexdigest()[:12]
 
 
-def entry_key(stage: str, config: dict) -> str:
-    code = code_fingerprint(STAGE_CODE.get(stage))
+def config_json(config) -> dict:
+    """A configuration dataclass as JSON-ready values (tuples become lists), for keys and files."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
+
+
+def entry_key(stage: str, config: dict, precision: str = "") -> str:
+    """The cache folder's name: the stage, a hash of its configuration, of the code of the modules
+    it imports and, when one is forced, of the precision (another number format trains other
+    weights)."""
+    module = STAGE_MODULES.get(stage)
+    code = code_fingerprint(imported_modules(module) if module else None)
     key = {"stage": stage, "config": config, "code": code}
-    precision = os.environ.get("RLHF_PRECISION", "").strip().lower()
-    if precision:  # a forced number format trains other weights (unset: the device's own, as before)
+    if precision:
         key["precision"] = precision
     text = json.dumps(key, sort_keys=True)
     return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
@@ -73,12 +111,13 @@ def entry_key(stage: str, config: dict) -> str:
 BUILT: list[str] = []  # names of the entries built (not loaded) by this process, in order
 
 
-def cached(stage: str, config: dict, build: Callable[[Path], None], fresh: bool = False) -> Path:
+def cached(stage: str, config: dict, build: Callable[[Path], None], fresh: bool = False,
+           precision: str = "") -> Path:
     """The folder of the cache entry for (stage, config), calling ``build(folder)`` to make it
     when it is missing (or when ``fresh``). ``build`` writes into the folder it is given."""
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    final = root / entry_key(stage, config)
+    final = root / entry_key(stage, config, precision)
     with open(root / f"{final.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits, then finds the entry done
         if fresh and final.exists():
@@ -136,6 +175,15 @@ def load_checkpoint(folder: str | Path, expect: dict | None = None, device=None)
     model = GPT(GPTConfig(**config["model"]))
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.to(device) if device is not None else model
+
+
+def cached_model(stage: str, stage_cfg: dict, build: Callable[[Path], None], settings,
+                 fresh: bool = False) -> tuple[GPT, Path]:
+    """A stage's model: the cache entry for ``stage_cfg`` (made by ``build(folder)`` when missing,
+    see :func:`cached`), loaded onto ``settings.device`` in eval mode, and its folder. ``build``
+    saves the model with ``save_checkpoint(folder, model, {"stage": stage_cfg}, ...)``."""
+    folder = cached(stage, stage_cfg, build, fresh, settings.precision)
+    return load_checkpoint(folder, {"stage": stage_cfg}, settings.device).eval(), folder
 
 
 def read_json(folder: str | Path, name: str) -> dict:

@@ -24,12 +24,15 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .cache import cached, load_checkpoint, read_json, save_checkpoint
-from .device import pick_device
+from .cache import cached_model, config_json, read_json, save_checkpoint
+from .device import RunSettings, pick_device, run_settings
+from .evaluate import against_sft, compare_policies, win_share
+from .judge import GoldJudge
 from .model import GPT
-from .scale import check_scale, current_scale
+from .preference import group_by_prompt, pair_indices, prompt_batches, validate_comparisons
+from .scale import current_scale, preset
 from .tokenizer import Tokenizer
-from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
+from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_lr, set_seed
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class DPOConfig:
     lr: float = 3e-5                 # at 1e-4 the policy drifts 3.9 nats from SFT and its greedy answers get worse
     warmup: int = 10
     batch_size: int = 128            # sequences per forward pass when computing reference log-probs
+    temperature: float = 1.0         # the evaluation's sampling temperature and response length:
+    max_new_tokens: int = 40         # PPO's (PPOConfig), so DPO and PPO are compared alike
 
     def __post_init__(self):
         if self.beta <= 0:
@@ -47,8 +52,7 @@ class DPOConfig:
 
     @staticmethod
     def preset(scale: str) -> "DPOConfig":
-        return {"ci": DPOConfig(epochs=1), "cpu": DPOConfig(),
-                "gpu": DPOConfig(prompts_per_batch=16)}[check_scale(scale)]
+        return DPOConfig(**preset(scale, "dpo"))
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
@@ -83,26 +87,20 @@ def response_logprobs(model: GPT, tokenizer: Tokenizer, prompts: list[str], resp
     return (picked * keep).sum(-1)
 
 
-def _groups(rows) -> list[dict]:
-    from .reward import _group_by_prompt
-
-    return _group_by_prompt(rows)
-
-
 def train_dpo(sft: GPT, tokenizer: Tokenizer, rows, cfg: DPOConfig, seed: int = 0,
-              device=None) -> tuple[GPT, dict]:
+              device=None, settings: RunSettings | None = None) -> tuple[GPT, dict]:
     """Train a copy of ``sft`` with eq-dpo-loss on comparison ``rows`` (with ``prompt_id``); the
     frozen ``sft`` is the reference.
 
     The log holds, per step: the loss, the implicit reward margin (chosen minus rejected) and the
-    share of pairs whose implicit reward puts the chosen response first.
+    share of pairs whose implicit reward puts the chosen response first. ``settings`` (precision)
+    default to the device's own (:func:`rlhf_minimal.device.run_settings`).
     """
-    from .preference import validate_comparisons
-
     validate_comparisons(rows)
-    device = device or pick_device()
+    settings = settings or RunSettings(pick_device(device))
+    device = settings.device
     set_seed(seed)
-    groups = _groups(rows)
+    groups = group_by_prompt(rows)
     ref = copy.deepcopy(sft).to(device).eval()
     with torch.no_grad():  # the reference never changes: its log-probs once, up front
         for g in groups:
@@ -111,7 +109,7 @@ def train_dpo(sft: GPT, tokenizer: Tokenizer, rows, cfg: DPOConfig, seed: int = 
     del ref
     policy = copy.deepcopy(sft).to(device).train()
     optimizer = make_optimizer(policy, cfg.lr, weight_decay=0.0)
-    precision, guard = Precision(device), FiniteGuard("DPO", device)
+    precision, guard = Precision(device, settings.precision), FiniteGuard("DPO", device)
     total = -(-len(groups) // cfg.prompts_per_batch) * cfg.epochs
     log = {"step": [], "loss": [], "margin": [], "accuracy": [], "n_prompts": len(groups), "n_pairs": len(rows)}
     stats = []
@@ -119,30 +117,22 @@ def train_dpo(sft: GPT, tokenizer: Tokenizer, rows, cfg: DPOConfig, seed: int = 
     step, start = 0, time.time()
     bar = progress(total=total, desc="DPO")
     for _ in range(cfg.epochs):
-        rng.shuffle(groups)
-        for i in range(0, len(groups), cfg.prompts_per_batch):
-            batch = groups[i:i + cfg.prompts_per_batch]
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, cfg.lr, cfg.warmup)
+        for batch in prompt_batches(groups, cfg.prompts_per_batch, rng):
+            set_lr(optimizer, cosine_lr(step, total, cfg.lr, cfg.warmup))
             prompts = [g["prompt"] for g in batch for _ in g["responses"]]
             responses = [r for g in batch for r in g["responses"]]
-            chosen, rejected, weights, offset = [], [], [], 0
-            for g in batch:
-                for c, r in g["pairs"]:
-                    chosen.append(offset + c)
-                    rejected.append(offset + r)
-                    weights.append(1.0 / (len(batch) * len(g["pairs"])))
-                offset += len(g["responses"])
+            chosen, rejected, weights = (t.to(device) for t in pair_indices(batch))
             ref_lp = torch.cat([g["ref"] for g in batch])
-            chosen_t, rejected_t = torch.tensor(chosen, device=device), torch.tensor(rejected, device=device)
             with precision.autocast():
                 lp = response_logprobs(policy, tokenizer, prompts, responses, device)
-                loss, r_c, r_r = dpo_loss(lp[chosen_t], lp[rejected_t], ref_lp[chosen_t], ref_lp[rejected_t],
-                                          cfg.beta, torch.tensor(weights, device=device))
+                loss, r_c, r_r = dpo_loss(lp[chosen], lp[rejected], ref_lp[chosen], ref_lp[rejected],
+                                          cfg.beta, weights)
             guard(loss, step)
-            precision.step(loss, policy, optimizer)
-            stats.append(torch.stack([loss.detach().float(), (r_c - r_r).mean(),
-                                       ((r_c > r_r).float() + 0.5 * (r_c == r_r).float()).mean()]))  # ties half
+            optimizer.zero_grad(set_to_none=True)
+            precision.backward(loss)
+            precision.clip_grad_norm(policy, optimizer, 1.0)
+            precision.step(optimizer)
+            stats.append(torch.stack([loss.detach().float(), (r_c - r_r).mean(), win_share(r_c, r_r)]))
             log["step"].append(step)
             step += 1
             bar.update(1)
@@ -169,7 +159,7 @@ def implicit_reward_accuracy(policy: GPT, ref: GPT, tokenizer: Tokenizer, rows, 
         gaps.append(beta * ((response_logprobs(policy, tokenizer, p, c) - response_logprobs(ref, tokenizer, p, c))
                             - (response_logprobs(policy, tokenizer, p, j) - response_logprobs(ref, tokenizer, p, j))))
     gap = torch.cat(gaps)
-    return round(((gap > 0).float() + 0.5 * (gap == 0).float()).mean().item(), 4)
+    return round(win_share(gap, torch.zeros_like(gap)).item(), 4)
 
 
 def dpo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None, **overrides):
@@ -182,8 +172,6 @@ def dpo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
     """
     from datasets import load_from_disk
 
-    from .judge import GoldJudge
-    from .ppo import PPOConfig, compare_policies, head_to_head
     from .reward import reward_model
     from .sft import sft_model
 
@@ -192,29 +180,22 @@ def dpo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
     _, _, _, rm_info = reward_model(scale, seed, device=device)
     cfg = DPOConfig(**{**asdict(DPOConfig.preset(scale)), **overrides})
     stage_cfg = {"scale": scale, "seed": seed, "world": asdict(world.config), "dpo": asdict(cfg),
-                 "reward": {k: (list(v) if isinstance(v, tuple) else v)
-                            for k, v in asdict(rm_info["config"]).items()}}
+                 "reward": config_json(rm_info["config"])}
+    settings = run_settings(device)
 
     def build(folder):
         rows = load_from_disk(rm_info["comparisons"]).to_list()
         held = load_from_disk(rm_info["heldout_comparisons"]).to_list()
-        policy, log = train_dpo(sft, tokenizer, rows, cfg, seed, device)
-        ppo_cfg = PPOConfig.preset(scale)
+        policy, log = train_dpo(sft, tokenizer, rows, cfg, seed, settings=settings)
         tasks = [t for t in world.splits["eval"] if t.lang == "a"]
         result = compare_policies({"sft": sft, "dpo": policy}, GoldJudge(world), tokenizer, tasks, sft,
-                                  ppo_cfg.temperature, ppo_cfg.max_new_tokens, seed + 100)
+                                  cfg.temperature, cfg.max_new_tokens, seed + 100)
         evaluation = {"n_prompts": len(tasks), "families": [t.family for t in tasks],
                       "heldout_accuracy": implicit_reward_accuracy(policy, sft, tokenizer, held, cfg.beta),
-                      "train_accuracy": implicit_reward_accuracy(policy, sft, tokenizer, rows[:2000], cfg.beta)}
-        for decoding, models in result.items():
-            sft_v = models["sft"]["verdicts"]
-            for entry in models.values():
-                entry["head_to_head_vs_sft"] = head_to_head(tasks, entry["verdicts"], sft_v)
-                entry["scores"] = [v.score for v in entry.pop("verdicts")]
-            evaluation[decoding] = models
+                      "train_accuracy": implicit_reward_accuracy(policy, sft, tokenizer, rows[:2000], cfg.beta),
+                      **against_sft(result, tasks)}
         save_checkpoint(folder, policy, {"stage": stage_cfg}, log=log, evaluation=evaluation)
 
-    folder = cached("dpo", stage_cfg, build, fresh)
-    model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
+    model, folder = cached_model("dpo", stage_cfg, build, settings, fresh)
     info = {"log": read_json(folder, "log"), "evaluation": read_json(folder, "evaluation"), "config": cfg}
     return world, tokenizer, model, info

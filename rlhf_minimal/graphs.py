@@ -1,5 +1,8 @@
-"""Training steps and generated tokens, run eagerly or replayed from CUDA graphs (chapter 6,
-"Measured on a GPU").
+"""Training steps and generated tokens replayed from CUDA graphs (chapter 6, "Measured on a GPU").
+
+A performance switch, outside the teaching path: every stage writes its training step in the
+open, and this module only wraps such a step, or the model's forward pass for one token, without
+changing what it computes.
 
 At the `cpu` configuration a training step is a few hundred small kernels (embedding, three
 blocks, loss, backward, clipping, AdamW), each launched from Python. On a GPU the launches, not
@@ -7,9 +10,8 @@ the arithmetic, set the pace: an H200 took about 10 ms for a pretraining step of
 model, barely 6x the 58 ms of two CPU threads. A CUDA graph records the kernels of one step once and
 replays them all with a single launch.
 
-:class:`TrainStep` wraps a stage's loss function and does the rest of a step: learning rate, the
-NaN/inf guard, backward, gradient clipping and the optimizer. Eagerly (the CPU, and a GPU unless
-asked) it does exactly what the training loops always did. With graphs it works per input shape:
+:class:`GraphedStep` wraps a stage's whole training step (forward, loss, backward, clipping,
+optimizer) and works per input shape:
 
 1. the first step of a shape runs eagerly; it also warms up (optimizer state, cuBLAS workspaces);
 2. the second records the step into a graph, with copies of its inputs as the graph's fixed
@@ -17,46 +19,32 @@ asked) it does exactly what the training loops always did. With graphs it works 
 3. every later step copies its inputs into those buffers and replays.
 
 :class:`GraphedDecoder` does the same for the forward pass of one generated token
-(:meth:`GPT.decode_step`), the inner loop of every rollout.
+(:func:`decode_step`), the inner loop of every rollout.
 
-What recording asks of a loss function, and why:
+What recording asks of a step, and why:
 
 * read inputs only from its arguments (a graph replays fixed memory addresses);
-* no host syncs (``.item()``, ``bool(tensor)``), which are not allowed while recording;
+* no host syncs (``.item()``, ``bool(tensor)``), which are not allowed while recording: the
+  NaN/inf guard runs on the returned loss, outside the step;
 * nothing that changes between steps may be a Python number inside the step: the learning rate
-  is a one-element tensor in the optimizer (:func:`make_graph_optimizer`), refilled before each
-  replay, and the step index for the guard stays outside the graph;
-* outputs are buffers that the next replay overwrites, so :class:`TrainStep` returns copies.
+  is a one-element tensor in the optimizer (:func:`make_graph_optimizer`), set before each call;
+* outputs are buffers that the next replay overwrites, so :class:`GraphedStep` returns copies.
 
-Graphs are used when ``RLHF_CUDA_GRAPHS=1`` on a CUDA device. Training steps are recorded only
-when the precision needs no loss scaling (bf16 or fp32): fp16's ``GradScaler`` keeps Python-side
-state from step to step, and whether a recording of it stays correct has not been tested, so fp16
-training steps (the T4) stay eager. Generation runs without autocast and is recorded in any case.
-In fp16 the fused optimizer still spares the scaler its per-step host sync.
+Graphs are used when ``RLHF_CUDA_GRAPHS=1`` on a CUDA device (read once per run, by
+:func:`rlhf_minimal.device.run_settings`). Training steps are recorded only when the precision
+needs no loss scaling (bf16 or fp32): fp16's ``GradScaler`` keeps Python-side state from step to
+step, and whether a recording of it stays correct has not been tested, so fp16 training steps (the
+T4) stay eager. Generation runs without autocast and is recorded in any case.
 """
 from __future__ import annotations
 
-import os
+import dataclasses
 import weakref
 from collections import OrderedDict
 
 import torch
 
 from .model import GPT, KVCache
-
-ENV_VAR = "RLHF_CUDA_GRAPHS"
-
-
-def graphs_requested(device) -> bool:
-    """True when ``$RLHF_CUDA_GRAPHS`` asks for graphs and ``device`` is a CUDA device.
-
-    Values: ``1`` (on) or ``0``/unset (off); anything else is an error.
-    """
-    value = os.environ.get(ENV_VAR, "").strip()
-    if value not in ("", "0", "1"):
-        raise ValueError(f"{ENV_VAR}={value!r}: use 1 to record training steps as CUDA graphs, "
-                         "or 0 (or leave it unset) to run them eagerly")
-    return value == "1" and torch.device(device).type == "cuda"
 
 
 def make_graph_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -73,15 +61,6 @@ def make_graph_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimi
         settings["lr"] = torch.tensor(float(group["lr"]), device=device)
         groups.append({"params": group["params"], **settings})
     return torch.optim.AdamW(groups, fused=True, capturable=True)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's learning rate, in place when it is a tensor (so a graph sees it)."""
-    for group in optimizer.param_groups:
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = lr
 
 
 class CudaGraphRecorder:
@@ -122,7 +101,7 @@ class RerunRecorder:
             if first[0]:
                 first[0] = False
                 return
-            for buffer, value in zip(outputs, fn()):
+            for buffer, value in zip(_tensors(outputs), _tensors(fn())):
                 buffer.copy_(value)
         return _Replayable(replay), outputs
 
@@ -140,92 +119,132 @@ def default_recorder(device):
     return CudaGraphRecorder() if torch.device(device).type == "cuda" else RerunRecorder()
 
 
-class TrainStep:
-    """One training step: ``outputs = step(index, lr, *inputs)``.
+def _tensors(value) -> list[torch.Tensor]:
+    """The tensors in ``value``: a tensor, a tuple, list or dict of them, or a dataclass."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if dataclasses.is_dataclass(value):
+        value = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    elif isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
-    ``loss_fn(*inputs)`` runs the forward pass (under the precision's autocast, which is its
-    job) and returns a tuple whose first element is the loss; the others are statistics to
-    report, computed without gradient. The step sets the learning rate (``lr=None`` leaves it),
-    checks the loss with ``guard``, then calls ``precision.step`` (backward, clipping, optimizer).
-    It returns detached copies of ``loss_fn``'s outputs.
 
-    ``graphs=True`` records and replays the step per input shape (see the module doc); at most
-    ``max_graphs`` graphs are kept, the least recently used dropped first. ``recorder`` is for the
-    tests, which check the bookkeeping on the CPU with a stand-in for CUDA graphs.
+def _map_tensors(fn, value):
+    """``value`` with ``fn`` applied to each of its tensors (the same structure as :func:`_tensors`)."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value, **{f.name: _map_tensors(fn, getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    if isinstance(value, dict):
+        return {k: _map_tensors(fn, v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(fn, v) for v in value)
+    return value
+
+
+def copy_outputs(outputs):
+    """Detached copies of a step's outputs (a replay overwrites the recorded ones)."""
+    return _map_tensors(lambda t: t.detach().clone(), outputs)
+
+
+class GraphedStep:
+    """``graphed(*inputs)`` runs the training step ``fn(*inputs)``, recorded and replayed per
+    input shape (see the module doc); it returns copies of ``fn``'s outputs.
+
+    ``inputs`` are tensors or dataclasses of tensors (a PPO minibatch). At most ``max_graphs``
+    graphs are kept, the least recently used dropped first. ``recorder`` is for the tests, which
+    check the bookkeeping on the CPU with a stand-in for CUDA graphs. A stage that builds its step
+    function anew for each call (PPO, per rollout) hands it over with :meth:`wrap`.
     """
 
-    def __init__(self, loss_fn, model, optimizer, precision, guard, max_grad_norm: float = 1.0,
-                 graphs: bool = False, max_graphs: int = 8, recorder=None):
-        if graphs and precision.scaler.is_enabled():
-            raise ValueError("TrainStep does not record fp16 training with loss scaling (see "
-                             "rlhf_minimal.graphs); use bf16 or fp32 (RLHF_PRECISION), or graphs=False")
-        if graphs and not any(isinstance(g["lr"], torch.Tensor) for g in optimizer.param_groups):
-            raise ValueError("CUDA graphs need the learning rate in a tensor: build the optimizer "
-                             "with make_graph_optimizer")
-        self.loss_fn, self.model, self.optimizer = loss_fn, model, optimizer
-        self.precision, self.guard, self.max_grad_norm = precision, guard, max_grad_norm
-        self.graphs, self.max_graphs = graphs, max_graphs
-        self.recorder = recorder or (default_recorder(next(model.parameters()).device) if graphs else None)
+    def __init__(self, fn, device, max_graphs: int = 8, recorder=None):
+        self.fn, self.max_graphs = fn, max_graphs
+        self.recorder = recorder or default_recorder(device)
         self.seen: set = set()
         self.recorded: OrderedDict = OrderedDict()  # shape key -> (graph, static inputs, outputs)
         self.counts = {"eager": 0, "recorded": 0, "replayed": 0}
 
-    def _body(self, *inputs, check=None):
-        outputs = self.loss_fn(*inputs)
-        if check is not None:  # eagerly, the loss is checked before it can reach the weights
-            check(outputs[0])
-        self.precision.step(outputs[0], self.model, self.optimizer, self.max_grad_norm)
-        return tuple(o.detach() for o in outputs)
+    def wrap(self, fn) -> "GraphedStep":
+        """Run ``fn`` from now on. It must compute what the earlier one did (the same model,
+        optimizer and settings): graphs recorded from the earlier one are replayed for it."""
+        self.fn = fn
+        return self
 
-    def __call__(self, index: int, lr: float | None, *inputs):
-        if lr is not None:
-            set_lr(self.optimizer, lr)
-        if not self.graphs:
-            self.counts["eager"] += 1
-            return self._body(*inputs, check=lambda loss: self.guard(loss, index))
-        key = tuple((tuple(t.shape), t.dtype) for t in inputs)
+    def __call__(self, *inputs):
+        tensors = _tensors(inputs)
+        key = tuple((tuple(t.shape), t.dtype) for t in tensors)
         if key in self.recorded:
             graph, static, outputs = self.recorded[key]
             self.recorded.move_to_end(key)
-            for buffer, value in zip(static, inputs):
+            for buffer, value in zip(_tensors(static), tensors):
                 buffer.copy_(value)
             self.counts["replayed"] += 1
         elif key not in self.seen:
             self.seen.add(key)
-            outputs = self.recorder.eager(lambda: self._body(*inputs))
             self.counts["eager"] += 1
-            self.guard(outputs[0], index)
-            return outputs
+            return copy_outputs(self.recorder.eager(lambda: self.fn(*inputs)))
         else:
-            static = [t.clone() for t in inputs]
-            graph, outputs = self.recorder.record(lambda: self._body(*static))
+            static = _map_tensors(torch.clone, inputs)
+            fn = self.fn
+            graph, outputs = self.recorder.record(lambda: fn(*static))
             self.recorded[key] = (graph, static, outputs)
             if len(self.recorded) > self.max_graphs:
                 self.recorded.popitem(last=False)
             self.counts["recorded"] += 1
         graph.replay()
-        outputs = tuple(o.clone() for o in outputs)
-        self.guard(outputs[0], index)
-        return outputs
+        return copy_outputs(outputs)
 
 
-def records_training(device, precision) -> bool:
-    """Whether training steps on ``device`` are recorded: :func:`graphs_requested`, and a precision
-    without loss scaling (fp16's cannot be recorded, see the module doc)."""
-    return graphs_requested(device) and not precision.scaler.is_enabled()
+def graph_training(settings, precision) -> bool:
+    """Whether training steps are recorded: CUDA graphs asked for (``settings.cuda_graphs``, on a
+    CUDA device only) and a precision without loss scaling (fp16's cannot be recorded)."""
+    return settings.cuda_graphs and not precision.scaler.is_enabled()
 
 
-def make_train_step(loss_fn, model, optimizer, precision, guard, max_grad_norm: float = 1.0) -> TrainStep:
-    """The stages' way to build a :class:`TrainStep`: recorded when :func:`records_training` says
-    so for the model's device, with the optimizer made recordable; eager otherwise."""
-    graphs = records_training(next(model.parameters()).device, precision)
-    if graphs:
-        optimizer = make_graph_optimizer(optimizer)
-    return TrainStep(loss_fn, model, optimizer, precision, guard, max_grad_norm, graphs=graphs)
+class SlotCache(KVCache):
+    """A :class:`KVCache` of fixed buffers for :func:`decode_step`: the one new key and value of a
+    call go to cache slot ``slot`` (a device tensor) and the whole buffers come back, unwritten
+    slots included, so shapes and addresses stay the same at every token (what a graph needs)."""
+
+    slot: torch.Tensor | None = None
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        if self.slot is None:
+            return super().update(layer, k, v)
+        entry = self.layers[layer]
+        entry[0].index_copy_(2, self.slot, k)
+        entry[1].index_copy_(2, self.slot, v)
+        return entry[0], entry[1]
+
+
+def decode_step(model: GPT, token, position, key_mask, slot, cache: SlotCache):
+    """Logits ``[B, vocab]`` for one new token per row, attending over the whole cache.
+
+    ``token`` and ``position`` are ``[B, 1]``; ``key_mask`` ``[B, capacity]`` is 1 on the cache
+    slots a row may attend to; ``slot`` (a one-element long tensor) is where this token's keys
+    and values go, and the token always attends to itself. Every shape is fixed by the cache's
+    capacity and nothing is read back to the host, so a CUDA graph can record this call once and
+    replay it for every token. It computes what ``GPT.forward`` computes for the last token, over
+    masked-out slots that get zero weight.
+    """
+    slots = torch.arange(cache.capacity, device=token.device)
+    allowed = (key_mask.bool() | (slots == slot)[None])[:, None, None, :]
+    x = model.tok_emb(token) + model.pos_emb(position)
+    cache.slot = slot
+    try:
+        for i, block in enumerate(model.blocks):
+            x = block(x, allowed, cache, i)
+    finally:
+        cache.slot = None
+    return model.head(model.ln_f(x))[:, -1]
 
 
 class GraphedDecoder:
-    """:meth:`GPT.decode_step` for one batch size and cache capacity, replayed from a CUDA graph.
+    """:func:`decode_step` for one batch size and cache capacity, replayed from a CUDA graph.
 
     It owns the KV cache (the graph reads and writes these buffers at fixed addresses, so they
     outlive one ``generate`` call) and the static inputs. ``generate`` fills the cache with the
@@ -240,7 +259,7 @@ class GraphedDecoder:
         # a weak reference: the registry below must not keep a model (and its cache) alive
         self.model = weakref.ref(model)
         self.recorder = recorder or default_recorder(param.device)
-        self.cache = KVCache(cfg.n_layer, capacity)
+        self.cache = SlotCache(cfg.n_layer, capacity)
         shape = (batch, cfg.n_head, capacity, cfg.d_model // cfg.n_head)
         for entry in self.cache.layers:
             entry[0] = torch.zeros(shape, dtype=param.dtype, device=param.device)
@@ -257,10 +276,10 @@ class GraphedDecoder:
         return self.cache
 
     def _step(self):
-        return (self.model().decode_step(self.token, self.position, self.key_mask, self.slot, self.cache),)
+        return (decode_step(self.model(), self.token, self.position, self.key_mask, self.slot, self.cache),)
 
     def __call__(self, token, position, key_mask, slot: int) -> torch.Tensor:
-        """Logits ``[B, vocab]`` of the token at cache slot ``slot`` (see GPT.decode_step)."""
+        """Logits ``[B, vocab]`` of the token at cache slot ``slot`` (see :func:`decode_step`)."""
         self.token.copy_(token)
         self.position.copy_(position)
         self.key_mask.copy_(key_mask)

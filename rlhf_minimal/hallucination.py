@@ -50,7 +50,7 @@ def decline_vs_made_up(rm, tasks: list[Task], seed: int = 0) -> dict:
 def classify_unanswerable(world, task: Task, response: str) -> str:
     """``"declined"`` (says it does not know), ``"made up"`` (states a fact about the creature that
     does not exist) or ``"other"`` (off topic, empty, a refusal, ...)."""
-    from .ppo import made_up_answer
+    from .evaluate import made_up_answer
 
     verdict = GoldJudge(world).score(task, response)
     if made_up_answer(verdict):

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .model import position_ids, scalar_head
+from .model import forward_inputs, scalar_head
 
 
 @dataclass
@@ -128,16 +128,8 @@ class HFCausalLM(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, cache=None, positions=None,
                 return_hidden: bool = False):
-        B, T = input_ids.shape
-        past = cache.length if cache is not None else 0
-        total = past + T
-        if total > self.config.max_len:
-            raise ValueError(f"sequence of {total} tokens is longer than the context in use "
-                             f"({self.config.max_len}); shorten the input or raise max_len")
-        if attention_mask is None:
-            attention_mask = torch.ones(B, total, dtype=torch.long, device=input_ids.device)
-        if positions is None:
-            positions = position_ids(attention_mask)[:, past:]
+        past, total, attention_mask, positions = forward_inputs(
+            input_ids, attention_mask, cache, positions, self.config.max_len)
         past_kv = getattr(cache, "hf", None) if cache is not None else None
         out = self.hf.base_model(input_ids=input_ids, attention_mask=attention_mask.long(),
                                  position_ids=positions, use_cache=cache is not None,

@@ -23,7 +23,7 @@ its TRL counterpart:
 * :func:`train_trl_dpo` trains TRL's ``DPOTrainer`` on the same comparisons, the SFT model as
   the reference.
 * :func:`evaluate_policy_text` decodes any mix of our policies and HF policies exactly as our
-  :func:`~rlhf_minimal.ppo.compare_policies` does (sampled at T=1 and greedy, same seeds), scores
+  :func:`~rlhf_minimal.evaluate.compare_policies` does (sampled at T=1 and greedy, same seeds), scores
   with the gold judge and measures the KL to the SFT model; :func:`comparison_table` turns it into
   one row per policy (gold score, KL, wall-clock): PPO (ours) against GRPO and DPO (TRL) and SFT.
 
@@ -75,6 +75,7 @@ import torch
 from datasets import Dataset, load_from_disk
 
 from .data import DataError, demonstrations_dataset, prompts_dataset
+from .evaluate import compare_policies, sequence_kl, win_rate, win_share
 from .export import export_causal_lm, export_reward_model, position_ids, reward_inputs
 from .model import GPT
 from .preference import validate_comparisons
@@ -303,7 +304,7 @@ def hf_pairwise_accuracy(hf_model, hf_tokenizer, rows) -> float:
     prompts = [r["prompt"] for r in rows]
     chosen = hf_reward_scores(hf_model, hf_tokenizer, prompts, [r["chosen"] for r in rows])
     rejected = hf_reward_scores(hf_model, hf_tokenizer, prompts, [r["rejected"] for r in rows])
-    return round(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean().item(), 4)
+    return round(win_share(chosen, rejected).item(), 4)
 
 
 def _our_ids(tokenizer, prompt: str, response: str) -> list[int]:
@@ -610,15 +611,13 @@ def dpo_implicit_accuracy(policy, ref, tokenizer, rows) -> float:
     """Share of comparisons where DPO's implicit reward, ``log pi(y|x) - log pi_ref(y|x)`` over the
     response and its EOS, is higher for the chosen response (ties half). ``policy`` and ``ref``
     have our model interface (a GPT, or an HF model wrapped in :class:`~rlhf_minimal.hf.HFCausalLM`)."""
-    from .ppo import sequence_kl
-
     rows = _as_rows(rows)
     if not rows:
         return float("nan")
     prompts = [SimpleNamespace(prompt=r["prompt"]) for r in rows]
     chosen = torch.tensor(sequence_kl(policy, ref, tokenizer, prompts, [r["chosen"] for r in rows]))
     rejected = torch.tensor(sequence_kl(policy, ref, tokenizer, prompts, [r["rejected"] for r in rows]))
-    return round(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean().item(), 4)
+    return round(win_share(chosen, rejected).item(), 4)
 
 
 def train_trl_dpo(sft_model: GPT, tokenizer, rows, beta: float = 0.1, epochs: int = 1, lr: float = 3e-5,
@@ -697,7 +696,7 @@ def as_course_model(model):
 
 def evaluate_policy_text(policies: dict, sft_model: GPT, tokenizer, judge, tasks: list[Task],
                          temperature: float = 1.0, max_new_tokens: int = 40, seed: int = 0) -> dict:
-    """Decode every policy exactly as :func:`rlhf_minimal.ppo.compare_policies` does and score it.
+    """Decode every policy exactly as :func:`rlhf_minimal.evaluate.compare_policies` does and score it.
 
     ``policies`` maps names to our GPTs or ``transformers`` causal LMs (wrapped with
     :func:`as_course_model`, so both go through our ``generate`` with the same seeds and
@@ -706,8 +705,6 @@ def evaluate_policy_text(policies: dict, sft_model: GPT, tokenizer, judge, tasks
     the mean over responses of ``sum_t log pi - log pi_SFT`` (our ``sequence_kl``, in nats).
     Verdict objects are replaced by their scores so that the result is JSON-ready.
     """
-    from .ppo import compare_policies
-
     if not isinstance(policies, dict) or not policies:
         raise ValueError("policies must be a non-empty dict of name -> model")
     _check_lm(sft_model, tokenizer, "sft_model")
@@ -740,8 +737,6 @@ def comparison_table(evaluation: dict, seconds: dict | None = None) -> list[dict
     rate against the policy named ``"sft"`` (when there is one; ties count half), acceptable rate
     (macro over families), hallucination rate, KL to SFT and, when given in ``seconds``
     (name -> training wall-clock), the training seconds."""
-    from .pipeline import win_rate
-
     if "sampled" not in evaluation or "greedy" not in evaluation:
         raise ValueError("evaluation must be what evaluate_policy_text returns (with 'sampled' and 'greedy')")
     seconds = seconds or {}

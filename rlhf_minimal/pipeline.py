@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from . import cache
-from .device import describe_environment, pick_device
-from .graphs import graphs_requested
+from .cache import config_json
+from .device import describe_environment, pick_device, run_settings
+from .evaluate import compare_policies, gold_entry, scores_only, win_rate
 from .judge import GoldJudge
 from .scale import current_scale
 
@@ -30,15 +31,6 @@ LABELS = {"base": "base", "sft": "SFT", "ppo": "PPO", "writers": "writers",
 def model_label(name: str) -> str:
     """The table's name for a report row: ``best_of_4`` -> ``best-of-4``, ``sft`` -> ``SFT``."""
     return name.replace("_", "-") if name.startswith("best_of_") else LABELS[name]
-
-
-def win_rate(scores_a: list[float], scores_b: list[float]) -> float:
-    """Share of prompts on which A's gold score beats B's; a tie counts half."""
-    if len(scores_a) != len(scores_b) or not scores_a:
-        raise ValueError("win_rate needs two equally long, non-empty lists of scores (one per prompt)")
-    wins = sum(a > b for a, b in zip(scores_a, scores_b))
-    ties = sum(a == b for a, b in zip(scores_a, scores_b))
-    return round((wins + 0.5 * ties) / len(scores_a), 4)
 
 
 def decisive_win_rate(scores_a: list[float], scores_b: list[float]) -> dict:
@@ -86,23 +78,18 @@ def writers_entry(world, tasks) -> dict:
     """The demonstration writers' own answer to each prompt (:func:`rlhf_minimal.world.ideal_response`),
     scored like a model. It is the ceiling of the table: a policy that always answered like the
     careful writer would reach this win rate against SFT and no more, since ties count half."""
-    from .ppo import _gold_entry
     from .world import ideal_response
 
-    entry = _gold_entry(tasks, [ideal_response(world, t) for t in tasks], GoldJudge(world))
-    entry["scores"] = [v.score for v in entry.pop("verdicts")]
-    return entry
+    return scores_only(gold_entry(tasks, [ideal_response(world, t) for t in tasks], GoldJudge(world)))
 
 
 def evaluate_base(base, sft, tokenizer, world, ppo_cfg, seed: int) -> dict:
-    """The base model decoded exactly as :func:`rlhf_minimal.ppo.evaluate_ppo` decodes the others."""
-    from .ppo import compare_policies
-
+    """The base model decoded exactly as :func:`rlhf_minimal.evaluate.evaluate_ppo` decodes the others."""
     tasks = [t for t in world.splits["eval"] if t.lang == "a"]
     result = compare_policies({"base": base}, GoldJudge(world), tokenizer, tasks, sft,
                               ppo_cfg.temperature, ppo_cfg.max_new_tokens, seed + 100)
     for entry in (result["sampled"]["base"], result["greedy"]["base"]):
-        entry["scores"] = [v.score for v in entry.pop("verdicts")]
+        scores_only(entry)
     return result
 
 
@@ -116,7 +103,7 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
     from .sft import sft_model
 
     scale = current_scale(scale)
-    device = torch.device(device) if device is not None else pick_device()
+    device = pick_device(device)
     stages: dict = {}
     start = time.time()
     echo(f"rlhf_minimal pipeline: scale {scale}, seed {seed}, device {device}"
@@ -155,7 +142,7 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
     report = {
         "scale": scale, "seed": seed, "device": str(device), "gpu": env["gpu"],
         "precision": ppo_info["log"].get("precision"),
-        "cuda_graphs": graphs_requested(device),
+        "cuda_graphs": run_settings(device).cuda_graphs,
         "versions": {k: env[k] for k in ("python", "torch", "rlhf_minimal", "transformers", "datasets")},
         "platform": env["platform"], "cpu_threads": env["cpu_threads"],
         "peak_gpu_memory_gb": (round(torch.cuda.max_memory_allocated() / 2**30, 3)
@@ -178,8 +165,7 @@ def run_pipeline(scale: str | None = None, seed: int = 0, fresh: bool = False, d
                          "gold_score_last": ppo_info["log"]["gold_score"][-1],
                          "kl_last": ppo_info["log"]["kl"][-1]},
         "config": {"world": asdict(world.config), "pretrain_parameters": base_log.get("parameters"),
-                   "reward": {k: (list(v) if isinstance(v, tuple) else v)
-                              for k, v in asdict(rm_info["config"]).items()},
+                   "reward": config_json(rm_info["config"]),
                    "ppo": asdict(ppo_info["config"])},
     }
     if out is not None:
@@ -261,12 +247,12 @@ def size_sweep(scale: str | None = None, seed: int = 0, sizes=("small", "medium"
     Returns ``{"sizes": [...], "parameters": {size: n}, "sampled"|"greedy": {size: {model: win}},
     "gold": {decoding: {size: {model: mean gold score}}}}``.
     """
-    from .ppo import compare_policies, ppo_policy
+    from .ppo import ppo_policy
     from .pretrain import base_model
     from .sft import sft_model
 
     scale = current_scale(scale)
-    device = torch.device(device) if device is not None else pick_device()
+    device = pick_device(device)
     out = {"sizes": list(sizes), "parameters": {}, "sampled": {}, "greedy": {},
            "gold": {"sampled": {}, "greedy": {}}, "seconds": {}}
     _, _, reference, _ = sft_model(scale, seed, device=device)

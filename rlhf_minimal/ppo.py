@@ -6,13 +6,18 @@ The pieces, each a function named after the book's equation:
 * :func:`rollout`: sample responses with the KV cache at ``temperature`` (top-k/top-p off: they
   would make the sampling distribution differ from the one whose log-probs we use); the response
   is everything up to and including the first EOS. Log-probs come from ``logits / temperature``
-  (the distribution we sampled from). The reference log-probs are computed once per rollout.
+  (the distribution we sampled from). The reference log-probs are computed once per rollout. It
+  returns a :class:`Rollout`, one field per tensor with its shape.
 * :func:`per_token_rewards` (eq-ppo-reward): ``-beta * (log pi - log pi_ref)`` on every response
   token, plus the normalised reward-model score on the last one. A response that never emitted EOS
   gets ``no_eos_penalty`` instead of its score.
 * :func:`gae` (eq-gae): advantages and returns over the response tokens.
 * :func:`policy_loss` (eq-ppo-clip) and :func:`value_loss` (eq-value-clip).
 * :class:`AdaptiveKL` (eq-adaptive-kl): Ziegler et al.'s proportional controller towards a target KL.
+* :func:`ppo_update`: the whole update on one screen (minibatches, forward, the three losses,
+  backward, clipping, optimizer step); :func:`train_ppo` alternates rollouts and updates.
+
+The evaluation (best-of-n, head-to-head win rates, KL to SFT) is in :mod:`rlhf_minimal.evaluate`.
 
 KL to the reference (the SFT model, frozen) enters the *reward*; the ratio between the new and
 the old policy (the one that sampled this batch) enters the *loss*. They are different things.
@@ -25,21 +30,22 @@ weights with the reference; the value function is a zero-initialised head on the
 from __future__ import annotations
 
 import copy
-import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cache import cached, load_checkpoint, read_json, save_checkpoint
-from .device import pick_device
-from .graphs import TrainStep, graphs_requested, make_train_step
+from .cache import cached_model, config_json, read_json, save_checkpoint
+from .device import RunSettings, pick_device, run_settings
+from .evaluate import evaluate_ppo
+from .graphs import GraphedStep, graph_training, make_graph_optimizer
 from .judge import GoldJudge
-from .model import GPT, generate, left_pad
+from .model import GPT
 from .reward import LikelihoodReward
-from .scale import check_scale, current_scale
+from .sampling import generate, token_logprobs
+from .scale import current_scale, preset
 from .train import FiniteGuard, Precision, progress, set_seed
 from .world import Task
 
@@ -84,18 +90,9 @@ class PPOConfig:
 
     @staticmethod
     def preset(scale: str) -> PPOConfig:
-        """The scale's settings. ``cpu``: four responses per prompt with the group baseline, whose
-        own centring leaves the value head only the KL penalty to track, so lambda 1 (Monte-Carlo
-        returns); 120 rollout batches at beta 0.1, from a sweep with the course's reward model on
-        seeds 0 and 1 (60 to 240 batches, beta 0.05 or 0.1, learning rate 3e-5 or 5e-5): the best
-        sampled on both seeds, within 0.02 of the best greedy, and with no task family falling by
-        more than 0.05 greedy on seed 1 (chapter 5). ``gpu`` draws four times the
-        earlier ``cpu`` rollouts and holds them closer to SFT (beta 0.3): with beta 0.1 it drifted
-        2.3 nats and lost to SFT."""
-        return {"ci": PPOConfig(steps=6, prompts_per_step=32, max_new_tokens=32),
-                "cpu": PPOConfig(steps=120, group_size=4, kl_coef=0.1, lam=1.0),
-                "gpu": PPOConfig(steps=80, prompts_per_step=128, minibatch_size=32, kl_coef=0.3),
-                }[check_scale(scale)]
+        """The scale's settings (the ``ppo`` row of :data:`rlhf_minimal.scale.PRESETS`, where the
+        choice of each is explained)."""
+        return PPOConfig(**preset(scale, "ppo"))
 
 
 # --------------------------------------------------------------------------- the models
@@ -147,12 +144,6 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torc
     if not shift_mean:
         out = out + mean
     return out * mask
-
-
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log pi(token) under ``softmax(logits / temperature)``, the distribution sampled from."""
-    logp = F.log_softmax(logits.float() / temperature, dim=-1)
-    return logp.gather(-1, tokens[..., None]).squeeze(-1)
 
 
 def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -257,11 +248,44 @@ def response_mask(response: torch.Tensor, eos_id: int) -> torch.Tensor:
     return before_or_at_eos.long()
 
 
+@dataclass
+class Rollout:
+    """One batch of sampled responses and all the PPO update needs: ``B`` responses, prompts
+    left-padded to ``P`` tokens, responses right-padded to ``N`` (``N <= max_new_tokens``)."""
+
+    ids: torch.Tensor           # [B, P + N] prompt and response tokens
+    attn: torch.Tensor          # [B, P + N] 1 on real tokens, 0 on padding (and after the first EOS)
+    response: torch.Tensor      # [B, N] response tokens, PAD after the first EOS
+    mask: torch.Tensor          # [B, N] 1 on response tokens up to and including the first EOS
+    logprobs: torch.Tensor      # [B, N] log pi_old(y_t): the policy that sampled them, at temperature
+    ref_logprobs: torch.Tensor  # [B, N] log pi_ref(y_t): the frozen SFT model
+    values: torch.Tensor        # [B, N] V_old(s_t), float32
+    advantages: torch.Tensor    # [B, N] eq-gae (whitened when cfg.whiten_advantages)
+    returns: torch.Tensor       # [B, N] advantages + values, the value function's targets
+    kl: torch.Tensor            # [B, N] log pi_old - log pi_ref on response tokens (eq-ppo-reward)
+    scores: torch.Tensor        # [B] the score in the reward: rm_scores, or no_eos_penalty without EOS
+    rm_scores: torch.Tensor     # [B] the reward model's normalised score
+    has_eos: torch.Tensor       # [B] bool: the response ended with EOS
+    texts: list[str] | None     # B decoded responses (None in a minibatch)
+
+    @property
+    def prompt_width(self) -> int:
+        """``P``: the response's first token is predicted at column ``P - 1``."""
+        return self.ids.size(1) - self.response.size(1)
+
+    def minibatch(self, index: torch.Tensor) -> "Rollout":
+        """The rows ``index`` of every tensor (the texts stay with the whole batch)."""
+        return Rollout(**{f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "texts"},
+                       texts=None)
+
+
 @torch.no_grad()
 def rollout(policy: PolicyWithValue, ref: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig,
-            kl_coef: float, generator: torch.Generator, prompt_width: int | None = None) -> dict:
+            kl_coef: float, generator: torch.Generator, prompt_width: int | None = None,
+            graphs: bool = False) -> Rollout:
     """Sample one batch and compute everything the updates need (eq-ppo-reward, eq-gae).
-    ``prompt_width`` pads every batch's prompts to one width (for CUDA graphs, see ``generate``)."""
+    ``prompt_width`` pads every batch's prompts to one width and ``graphs`` replays each token
+    from a CUDA graph (see :func:`rlhf_minimal.sampling.generate`)."""
     device = next(policy.parameters()).device
     prompts = [tokenizer.encode(t.prompt) for t in tasks]
     room = policy.lm.config.max_len - max(prompt_width or 0, *(len(p) for p in prompts))
@@ -271,7 +295,7 @@ def rollout(policy: PolicyWithValue, ref: GPT, rm, tokenizer, tasks: list[Task],
     prompt_ids, prompt_mask, response = generate(
         policy.lm, prompts, min(cfg.max_new_tokens, room), tokenizer.eos_id, tokenizer.pad_id,
         temperature=cfg.temperature, top_k=cfg.sample_top_k, generator=generator, min_new_tokens=0,
-        prompt_width=prompt_width)
+        graphs=graphs, prompt_width=prompt_width)
     mask = response_mask(response, tokenizer.eos_id)
     response = torch.where(mask.bool(), response, torch.full_like(response, tokenizer.pad_id))
     ids = torch.cat([prompt_ids, response], 1)
@@ -291,10 +315,8 @@ def rollout(policy: PolicyWithValue, ref: GPT, rm, tokenizer, tasks: list[Task],
     advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
         advantages = whiten(advantages, mask)
-    return {"ids": ids, "attn": attn, "P": P, "response": response, "mask": mask,
-            "logprobs": logprobs, "ref_logprobs": ref_logprobs, "values": values,
-            "advantages": advantages, "returns": returns, "scores": scores, "rm_scores": rm_scores,
-            "has_eos": has_eos, "kl": kl, "texts": texts}
+    return Rollout(ids, attn, response, mask, logprobs, ref_logprobs, values, advantages, returns,
+                   kl, scores, rm_scores, has_eos, texts)
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
@@ -304,88 +326,80 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     return float("nan") if var == 0 else (1 - (r - v).var() / var).item()
 
 
-UPDATE_INPUTS = ("ids", "attn", "response", "mask", "logprobs", "advantages", "values", "returns")
-STAT_NAMES = ("policy_loss", "value_loss", "entropy", "clip_fraction", "approx_kl", "ratio")
-
-
-def ppo_minibatch_loss(policy: PolicyWithValue, cfg: PPOConfig, precision: Precision):
-    """The loss of one minibatch (eq-ppo-clip + vf_coef * eq-value-clip - entropy_coef * entropy)
-    as a function of the rollout tensors named in ``UPDATE_INPUTS``; it returns the loss and the
-    statistics of ``STAT_NAMES``, the latter computed without gradient."""
-    def loss_fn(ids, attn, response, mask, old, advantages, old_values, returns):
-        P = ids.size(1) - response.size(1)
-        mask = mask.float()
-        with precision.autocast():
-            logits, values = policy(ids, attn)
-        logits, values = logits[:, P - 1:-1].float(), values[:, P - 1:-1].float()
-        logprobs = token_logprobs(logits, response, cfg.temperature)
-        pg = policy_loss(logprobs, old, advantages, mask, cfg.clip_eps)
-        vf = value_loss(values, old_values, returns, mask, cfg.value_clip)
-        entropy = masked_mean(entropy_from_logits(logits, cfg.temperature), mask)
-        loss = pg + cfg.vf_coef * vf - cfg.entropy_coef * entropy
-        with torch.no_grad():
-            log_ratio = logprobs - old
-            ratio = log_ratio.exp()
-            clip_fraction = masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), mask)
-            # k3 estimator of KL(old || new): unbiased and never negative
-            approx_kl = masked_mean(ratio - 1 - log_ratio, mask)
-            mean_ratio = masked_mean(ratio, mask)
-        return loss, pg.detach(), vf.detach(), entropy.detach(), clip_fraction, approx_kl, mean_ratio
-    return loss_fn
-
-
-def pad_rollout(batch: dict, prompt_width: int, response_width: int, pad_id: int) -> dict:
-    """The update tensors of ``batch`` widened to fixed sizes, so that every rollout has the same
-    shapes (what CUDA graphs replay). Prompts get more left padding and responses more right
-    padding, all masked out: our positions ignore padding, so the real tokens' numbers do not
-    change (up to rounding)."""
-    P, N = batch["P"], batch["response"].size(1)
+def pad_rollout(batch: Rollout, prompt_width: int, response_width: int, pad_id: int) -> Rollout:
+    """``batch`` widened to fixed sizes, so that every rollout has the same shapes (what CUDA
+    graphs replay). Prompts get more left padding and responses more right padding, all masked
+    out: our positions ignore padding, so the real tokens' numbers do not change (up to rounding)."""
+    P, N = batch.prompt_width, batch.response.size(1)
     if P > prompt_width or N > response_width:
         raise ValueError(f"a rollout of {P} + {N} tokens does not fit {prompt_width} + {response_width}")
     left, right = prompt_width - P, response_width - N
-    out = dict(batch, P=prompt_width)
-    pad = lambda t, value: F.pad(t, (left, right), value=value)  # noqa: E731
-    out["ids"], out["attn"] = pad(batch["ids"], pad_id), pad(batch["attn"], 0)
-    out["response"] = F.pad(batch["response"], (0, right), value=pad_id)
-    for key in ("mask", "logprobs", "advantages", "values", "returns"):
-        out[key] = F.pad(batch[key], (0, right), value=0)
-    return out
+    per_token = {name: F.pad(getattr(batch, name), (0, right), value=0)
+                 for name in ("mask", "logprobs", "ref_logprobs", "values", "advantages", "returns", "kl")}
+    return replace(batch, ids=F.pad(batch.ids, (left, right), value=pad_id),
+                   attn=F.pad(batch.attn, (left, right), value=0),
+                   response=F.pad(batch.response, (0, right), value=pad_id), **per_token)
 
 
-def ppo_update(policy: PolicyWithValue, optimizer, batch: dict, cfg: PPOConfig,
-               generator: torch.Generator, step: int, precision: Precision | None = None,
-               guard: FiniteGuard | None = None, train_step: TrainStep | None = None) -> dict:
-    """``ppo_epochs`` passes of shuffled minibatches over one rollout batch (eq-ppo-clip,
-    eq-value-clip). Returns the averaged statistics.
+# --------------------------------------------------------------------------- the update
+def ppo_update(policy: PolicyWithValue, optimizer, batch: Rollout, cfg: PPOConfig,
+               generator: torch.Generator, step: int = 0, precision: Precision | None = None,
+               guard: FiniteGuard | None = None, graphed: GraphedStep | None = None) -> dict:
+    """``ppo_epochs`` passes of shuffled minibatches over one rollout batch: the loss
+    eq-ppo-clip + vf_coef * eq-value-clip - entropy_coef * entropy, then backward, clipping and an
+    optimizer step. Returns the statistics averaged over the minibatches.
 
-    ``train_step`` (a :class:`TrainStep` of :func:`ppo_minibatch_loss`) is kept across updates by
-    :func:`train_ppo`, so that its CUDA graphs are reused; without it the step runs eagerly.
+    ``graphed`` (a :class:`~rlhf_minimal.graphs.GraphedStep` kept across updates by
+    :func:`train_ppo`) replays ``minibatch_step`` from CUDA graphs; it computes the same step.
     """
-    precision = precision or Precision(batch["ids"].device)
-    guard = guard or FiniteGuard("PPO", batch["ids"].device)
-    train_step = train_step or TrainStep(ppo_minibatch_loss(policy, cfg, precision), policy,
-                                         optimizer, precision, guard, cfg.max_grad_norm)
+    precision = precision or Precision(batch.ids.device)
+    guard = guard or FiniteGuard("PPO", batch.ids.device)
+
+    def minibatch_step(mb: Rollout) -> dict:
+        P, mask = mb.prompt_width, mb.mask.float()
+        with precision.autocast():
+            logits, values = policy(mb.ids, mb.attn)
+        logits, values = logits[:, P - 1:-1].float(), values[:, P - 1:-1].float()
+        logprobs = token_logprobs(logits, mb.response, cfg.temperature)
+        pg_loss = policy_loss(logprobs, mb.logprobs, mb.advantages, mask, cfg.clip_eps)
+        vf_loss = value_loss(values, mb.values, mb.returns, mask, cfg.value_clip)
+        entropy = masked_mean(entropy_from_logits(logits, cfg.temperature), mask)
+        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
+        with torch.no_grad():
+            log_ratio = logprobs - mb.logprobs
+            ratio = log_ratio.exp()
+            stats = {"policy_loss": pg_loss, "value_loss": vf_loss, "entropy": entropy,
+                     "clip_fraction": masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), mask),
+                     "approx_kl": masked_mean(ratio - 1 - log_ratio, mask),  # k3: unbiased, never < 0
+                     "ratio": masked_mean(ratio, mask)}
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward(loss)
+        precision.clip_grad_norm(policy, optimizer, cfg.max_grad_norm)
+        precision.step(optimizer)
+        return {"loss": loss.detach(), **{name: value.detach() for name, value in stats.items()}}
+
+    train_step = minibatch_step if graphed is None else graphed.wrap(minibatch_step)
     policy.train()
-    n = batch["ids"].size(0)
-    stats = {k: [] for k in STAT_NAMES}
+    n, history = batch.ids.size(0), []
     for _ in range(cfg.ppo_epochs):
-        order = torch.randperm(n, generator=generator).to(batch["ids"].device)
+        order = torch.randperm(n, generator=generator).to(batch.ids.device)
         for start in range(0, n, cfg.minibatch_size):
-            idx = order[start:start + cfg.minibatch_size]
-            outputs = train_step(step, None, *(batch[k][idx] for k in UPDATE_INPUTS))
-            for name, value in zip(STAT_NAMES, outputs[1:]):
-                stats[name].append(value)
-    means = torch.stack([torch.stack(v).mean() for v in stats.values()]).tolist()  # one host sync
-    return dict(zip(stats, means))
+            stats = train_step(batch.minibatch(order[start:start + cfg.minibatch_size]))
+            guard(stats.pop("loss"), step)
+            history.append(stats)
+    means = torch.stack([torch.stack([h[k] for h in history]).mean() for k in history[0]]).tolist()
+    return dict(zip(history[0], means))  # one host sync for all the statistics
 
 
 # --------------------------------------------------------------------------- training
 def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: int = 0,
-              device=None, judge: GoldJudge | None = None) -> tuple[PolicyWithValue, dict]:
+              device=None, judge: GoldJudge | None = None,
+              settings: RunSettings | None = None) -> tuple[PolicyWithValue, dict]:
     """Train a policy from ``sft`` against the reward model ``rm`` on the prompts ``tasks``.
 
     ``rm`` is anything with ``score(prompts, responses) -> tensor`` (normalised rewards); ``judge``
-    (optional) scores the sampled responses for the log.
+    (optional) scores the sampled responses for the log. ``settings`` (precision, CUDA graphs)
+    default to the device's own (:func:`rlhf_minimal.device.run_settings`).
 
     The log holds one entry per rollout batch: reward-model score, gold score of the sampled
     responses (evaluation only, never used for training), KL to the reference, beta, entropy, clip
@@ -394,11 +408,12 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
     """
     if not tasks:
         raise ValueError("PPO needs at least one prompt")
-    device = device or pick_device()
+    settings = settings or RunSettings(pick_device(device))
+    device = settings.device
     generator = set_seed(seed)
     # sampling draws its noise on the device: a CPU generator cannot feed CUDA sampling
     sampler = torch.Generator(device=device).manual_seed(seed)
-    precision, guard = Precision(device), FiniteGuard("PPO", device)
+    precision, guard = Precision(device, settings.precision), FiniteGuard("PPO", device)
     ref = copy.deepcopy(sft).to(device).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -408,14 +423,15 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
     optimizer = torch.optim.AdamW(
         [{"params": [p for p in policy.parameters() if id(p) not in value_ids], "lr": cfg.lr},
          {"params": policy.value_parameters(), "lr": cfg.value_lr}], betas=(0.9, 0.95), weight_decay=0.0,
-        fused=True if torch.device(device).type == "cuda" else None)
-    train_step = make_train_step(ppo_minibatch_loss(policy, cfg, precision), policy, optimizer,
-                                 precision, guard, cfg.max_grad_norm)
-    # with CUDA graphs, every rollout is padded to one shape so that one recorded step serves all
+        fused=True if device.type == "cuda" else None)
+    # CUDA graphs (off on the CPU): every rollout padded to one shape, so one recorded step serves all
+    graphed = None
+    if graph_training(settings, precision):
+        optimizer, graphed = make_graph_optimizer(optimizer), GraphedStep(None, device)
     longest_prompt = max(len(tokenizer.encode(t.prompt)) for t in tasks)
     fits = longest_prompt + cfg.max_new_tokens <= policy.lm.config.max_len
-    prompt_width = longest_prompt if fits and graphs_requested(device) else None
-    fixed = (longest_prompt, cfg.max_new_tokens) if fits and train_step.graphs else None
+    prompt_width = longest_prompt if fits and settings.cuda_graphs else None
+    fixed = (longest_prompt, cfg.max_new_tokens) if fits and graphed is not None else None
     controller = (AdaptiveKL(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
                   else FixedKL(cfg.kl_coef))
     keys = ("rm_score", "gold_score", "kl", "kl_coef", "entropy", "clip_fraction", "approx_kl",
@@ -432,18 +448,17 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
             batch_tasks += [tasks[order[cursor]]] * cfg.group_size  # a group's members side by side
             cursor += 1
         batch = rollout(policy, ref, rm, tokenizer, batch_tasks, cfg, controller.value, sampler,
-                        prompt_width=prompt_width)
+                        prompt_width, settings.cuda_graphs)
         update_batch = batch if fixed is None else pad_rollout(batch, *fixed, tokenizer.pad_id)
-        stats = ppo_update(policy, train_step.optimizer, update_batch, cfg, generator, step,
-                           precision, guard, train_step)
-        kl_per_response = batch["kl"].sum(-1).mean().item()
-        gold = ([judge.score(t, r).score for t, r in zip(batch_tasks, batch["texts"])]
+        stats = ppo_update(policy, optimizer, update_batch, cfg, generator, step, precision, guard, graphed)
+        kl_per_response = batch.kl.sum(-1).mean().item()
+        gold = ([judge.score(t, r).score for t, r in zip(batch_tasks, batch.texts)]
                 if judge is not None else [float("nan")])
-        row = {"rm_score": batch["scores"].mean().item(), "gold_score": sum(gold) / len(gold),
+        row = {"rm_score": batch.scores.mean().item(), "gold_score": sum(gold) / len(gold),
                "kl": kl_per_response, "kl_coef": controller.value, **stats,
-               "explained_variance": explained_variance(batch["values"], batch["returns"], batch["mask"]),
-               "length": batch["mask"].sum(-1).float().mean().item(),
-               "no_eos": 1.0 - batch["has_eos"].float().mean().item()}
+               "explained_variance": explained_variance(batch.values, batch.returns, batch.mask),
+               "length": batch.mask.sum(-1).float().mean().item(),
+               "no_eos": 1.0 - batch.has_eos.float().mean().item()}
         controller.update(kl_per_response, len(batch_tasks))
         log["step"].append(step)
         for k in keys:
@@ -455,136 +470,6 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
     log["seconds"] = round(time.time() - start, 1)
     log["precision"] = precision.name
     return policy.eval(), log
-
-
-# --------------------------------------------------------------------------- baselines and evaluation
-@torch.no_grad()
-def best_of_n(model: GPT, rm, tokenizer, tasks: list[Task], n: int, temperature: float = 1.0,
-              max_new_tokens: int = 40, seed: int = 0, batch_size: int = 256) -> dict:
-    """Best-of-n: sample ``n`` responses per prompt, keep the one the reward model scores highest.
-
-    Returns the chosen responses, their reward-model scores, and the analytic KL of the best-of-n
-    distribution to the sampling policy, ``log n - (n - 1) / n`` (Stiennon et al., 2020).
-    """
-    from .evaluate import generate_responses
-
-    prompts = [t.prompt for t in tasks for _ in range(n)]
-    flat = generate_responses(model, tokenizer, prompts, max_new_tokens, temperature=temperature,
-                              batch_size=batch_size, seed=seed)
-    scores = rm.score(prompts, flat).view(len(tasks), n)
-    best = scores.argmax(-1).tolist()
-    return {"responses": [flat[i * n + b] for i, b in enumerate(best)],
-            "rm_scores": scores.max(-1).values.tolist(),
-            "all_responses": [flat[i * n:(i + 1) * n] for i in range(len(tasks))],
-            "all_rm_scores": scores.tolist(), "kl": math.log(n) - (n - 1) / n}
-
-
-def best_of_first(bon: dict, n: int) -> dict:
-    """From one :func:`best_of_n` draw, best-of-``n`` for a smaller ``n``: per prompt, the response
-    the reward model scores highest among the first ``n`` samples, and the analytic KL."""
-    if not 1 <= n <= len(bon["all_rm_scores"][0]):
-        raise ValueError(f"best_of_first: n must be between 1 and the {len(bon['all_rm_scores'][0])} "
-                         f"samples drawn per prompt, got {n}")
-    picks = [max(range(n), key=lambda j: scores[j]) for scores in bon["all_rm_scores"]]
-    return {"responses": [bon["all_responses"][i][j] for i, j in enumerate(picks)],
-            "rm_scores": [bon["all_rm_scores"][i][j] for i, j in enumerate(picks)],
-            "kl": math.log(n) - (n - 1) / n}
-
-
-def best_of_n_curve(bon: dict, tasks: list[Task], judge: GoldJudge, ns=(1, 2, 4, 8, 16)) -> dict:
-    """From one :func:`best_of_n` draw, best-of-n for every n in ``ns`` (the best of the first n
-    samples): mean reward-model score and gold score of the picks, and the analytic KL."""
-    curve = {"n": list(ns), "kl": [], "rm_score": [], "gold_score": []}
-    for n in ns:
-        pick = best_of_first(bon, n)
-        curve["kl"].append(pick["kl"])
-        curve["rm_score"].append(sum(pick["rm_scores"]) / len(tasks))
-        curve["gold_score"].append(sum(v.score for v in judge.score_many(tasks, pick["responses"])) / len(tasks))
-    return curve
-
-
-@torch.no_grad()
-def response_logprobs(model: GPT, tokenizer, prompts: list[str], responses: list[str],
-                      temperature: float = 1.0, batch_size: int = 128) -> tuple[list[float], list[int]]:
-    """Per response: ``sum_t log pi(y_t)`` over its tokens and EOS under ``model`` (at
-    ``temperature``), and its number of tokens."""
-    device = next(model.parameters()).device
-    sums, lengths = [], []
-    for start in range(0, len(prompts), batch_size):
-        chunk = range(start, min(start + batch_size, len(prompts)))
-        prompt_ids, prompt_mask = left_pad([tokenizer.encode(prompts[i]) for i in chunk], tokenizer.pad_id, device)
-        answers = [tokenizer.encode(responses[i]) + [tokenizer.eos_id] for i in chunk]
-        width = max(len(a) for a in answers)
-        response = torch.full((len(answers), width), tokenizer.pad_id, dtype=torch.long, device=device)
-        mask = torch.zeros_like(response)
-        for row, a in enumerate(answers):
-            if prompt_ids.size(1) + len(a) > model.config.max_len:
-                a = a[:-1]  # the response filled the context: it ended without EOS
-            response[row, :len(a)] = torch.tensor(a, device=device)
-            mask[row, :len(a)] = 1
-        ids, attn = torch.cat([prompt_ids, response], 1), torch.cat([prompt_mask, mask], 1)
-        P = prompt_ids.size(1)
-        lp = token_logprobs(model(ids, attn)[:, P - 1:-1], response, temperature)
-        sums += (lp * mask).sum(-1).tolist()
-        lengths += mask.sum(-1).tolist()
-    return sums, lengths
-
-
-def sequence_kl(policy: GPT, ref: GPT, tokenizer, tasks: list[Task], responses: list[str],
-                temperature: float = 1.0, batch_size: int = 128) -> list[float]:
-    """Per response: ``sum_t log pi(y_t) - log pi_ref(y_t)`` over its tokens and EOS. Averaged over
-    responses sampled from ``policy``, this estimates KL(pi || pi_ref) in nats."""
-    prompts = [t.prompt for t in tasks]
-    lp, _ = response_logprobs(policy, tokenizer, prompts, responses, temperature, batch_size)
-    lr, _ = response_logprobs(ref, tokenizer, prompts, responses, temperature, batch_size)
-    return [a - b for a, b in zip(lp, lr)]
-
-
-def made_up_answer(verdict) -> bool:
-    """The verdict of an unanswerable question that was answered anyway."""
-    return any(n == "made up an answer" or n.startswith("claim about the non-existent") for n in verdict.notes)
-
-
-def head_to_head(tasks: list[Task], verdicts_a: list, verdicts_b: list) -> dict:
-    """Win rate of A over B on the gold judge, prompt by prompt; a tie counts half."""
-    wins = sum(a.score > b.score for a, b in zip(verdicts_a, verdicts_b))
-    ties = sum(a.score == b.score for a, b in zip(verdicts_a, verdicts_b))
-    n = max(len(tasks), 1)
-    return {"win_rate": round((wins + 0.5 * ties) / n, 4), "wins": wins, "ties": ties,
-            "losses": len(tasks) - wins - ties}
-
-
-def _gold_entry(tasks: list[Task], responses: list[str], judge: GoldJudge) -> dict:
-    """Responses with their verdicts, the per-family table, the mean gold score and the
-    hallucination rate on unanswerable prompts."""
-    from .judge import summarize_verdicts
-
-    verdicts = judge.score_many(tasks, responses)
-    unanswerable = [v for t, v in zip(tasks, verdicts) if t.family == "unanswerable"]
-    return {"responses": responses, "verdicts": verdicts, "table": summarize_verdicts(tasks, verdicts),
-            "gold_score": round(sum(v.score for v in verdicts) / len(verdicts), 4),
-            "hallucination": round(sum(map(made_up_answer, unanswerable)) / max(len(unanswerable), 1), 4)}
-
-
-def compare_policies(models: dict, judge: GoldJudge, tokenizer, tasks: list[Task], ref: GPT,
-                     temperature: float = 1.0, max_new_tokens: int = 40, seed: int = 0) -> dict:
-    """Decode every model the same way, sampled (``temperature``, as in training) and greedy;
-    score with the gold judge. Returns, per decoding and model: responses, verdicts, the per-family
-    table, the hallucination rate on unanswerable prompts and the mean KL to ``ref`` (sampled)."""
-    from .evaluate import generate_responses
-
-    out = {}
-    for decoding, temp in (("sampled", temperature), ("greedy", 0.0)):
-        out[decoding] = {}
-        for name, model in models.items():
-            responses = generate_responses(model, tokenizer, [t.prompt for t in tasks], max_new_tokens,
-                                           temperature=temp, seed=seed)
-            entry = _gold_entry(tasks, responses, judge)
-            if decoding == "sampled":
-                kls = sequence_kl(model, ref, tokenizer, tasks, responses, temperature)
-                entry["kl"] = round(sum(kls) / len(kls), 4)
-            out[decoding][name] = entry
-    return out
 
 
 REWARD_SOURCES = ("model", "likelihood")
@@ -617,9 +502,8 @@ def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
     _, _, rm, rm_info = reward_model(scale, seed, device=device, **(reward or {}))
     cfg = PPOConfig(**{**asdict(PPOConfig.preset(scale)), **overrides})
     stage_cfg = {"scale": scale, "seed": seed, "size": size, "world": asdict(world.config), "ppo": asdict(cfg),
-                 "reward_source": reward_source,
-                 "reward": {k: (list(v) if isinstance(v, tuple) else v)
-                            for k, v in asdict(rm_info["config"]).items()}}
+                 "reward_source": reward_source, "reward": config_json(rm_info["config"])}
+    settings = run_settings(device)
 
     def build(folder):
         judge = GoldJudge(world)
@@ -628,44 +512,13 @@ def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
             fit = world.splits["rl"][:256]
             samples = [r[0] for r in sample_k(sft, tokenizer, fit, 2, cfg.temperature, cfg.max_new_tokens, seed)]
             reward = LikelihoodReward(sft, tokenizer).fit_normalisation([t.prompt for t in fit], samples)
-        policy, log = train_ppo(sft, reward, tokenizer, list(world.splits["rl"]), cfg, seed, device, judge)
+        policy, log = train_ppo(sft, reward, tokenizer, list(world.splits["rl"]), cfg, seed,
+                                judge=judge, settings=settings)
         evaluation = evaluate_ppo(policy.lm, sft, rm, tokenizer, world, cfg, seed)
         save_checkpoint(folder, policy.lm, {"stage": stage_cfg}, log=log, evaluation=evaluation)
 
-    folder = cached("ppo", stage_cfg, build, fresh)
-    model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
+    model, folder = cached_model("ppo", stage_cfg, build, settings, fresh)
     info = {"log": read_json(folder, "log"), "evaluation": read_json(folder, "evaluation"), "config": cfg}
     return world, tokenizer, model, info
 
 
-BEST_OF = (4, 16)  # the best-of-n baselines of every evaluation, all from one draw of max(BEST_OF)
-
-
-def evaluate_ppo(policy: GPT, sft: GPT, rm, tokenizer, world, cfg: PPOConfig, seed: int = 0,
-                 best_of: tuple[int, ...] = BEST_OF) -> dict:
-    """SFT, PPO and best-of-n for each n in ``best_of`` on the held-out evaluation prompts
-    (language A), sampled and greedy, as JSON-ready numbers plus the responses.
-
-    Every best-of-n comes from one draw of ``max(best_of)`` samples per prompt: best-of-4 is the
-    reward model's pick among the first 4 of the 16. Best-of-4 sits about as far from SFT
-    (0.64 nats) as a PPO run with a modest KL penalty, so it is the fair baseline to set beside
-    PPO; best-of-16 (1.83 nats) shows what leaning harder on the reward model does.
-    """
-    tasks = [t for t in world.splits["eval"] if t.lang == "a"]
-    judge = GoldJudge(world)
-    result = compare_policies({"sft": sft, "ppo": policy}, judge, tokenizer, tasks, sft,
-                              cfg.temperature, cfg.max_new_tokens, seed + 100)
-    bon = best_of_n(sft, rm, tokenizer, tasks, max(best_of), cfg.temperature, cfg.max_new_tokens, seed + 200)
-    for n in sorted(best_of):
-        pick = best_of_first(bon, n)
-        result["sampled"][f"best_of_{n}"] = {**_gold_entry(tasks, pick["responses"], judge),
-                                             "kl": round(pick["kl"], 4)}
-    summary = {"n_prompts": len(tasks), "prompts": [t.prompt for t in tasks],
-               "families": [t.family for t in tasks]}
-    for decoding, models in result.items():
-        sft_v = models["sft"]["verdicts"]
-        for entry in models.values():
-            entry["head_to_head_vs_sft"] = head_to_head(tasks, entry["verdicts"], sft_v)
-            entry["scores"] = [v.score for v in entry.pop("verdicts")]
-        summary[decoding] = models
-    return summary

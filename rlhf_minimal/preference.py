@@ -27,6 +27,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
+import torch
 from datasets import Dataset
 
 from .data import DataError, validate
@@ -286,3 +287,44 @@ def priority_study(world, tasks: list[Task], responses: list[list[str]], seed: i
         out[name] = {f"{k}: false or harmful preferred": round(v[1] / v[0], 3) for k, v in sorted(counts.items())}
         out[name]["pairs"] = counts.get("all", [0])[0]
     return out
+
+
+def group_by_prompt(rows) -> list[dict]:
+    """Comparison rows (with ``prompt_id``) gathered per prompt: ``{"prompt", "responses"
+    (distinct, in order of appearance), "pairs" [(chosen index, rejected index)]}``. The reward
+    model and DPO train on these groups, every response of a prompt scored once."""
+    groups: dict = {}
+    for i, row in enumerate(rows):
+        g = groups.setdefault(row["prompt_id"], {"prompt": row["prompt"], "responses": [], "pairs": []})
+        if row["prompt"] != g["prompt"]:
+            raise DataError(f"row {i}: prompt_id {row['prompt_id']!r} is shared by two different prompts "
+                            f"({g['prompt'].strip()!r} and {row['prompt'].strip()!r}); give every prompt "
+                            "its own prompt_id (when joining two labelled sets, offset the ids of one)")
+        for key in ("chosen", "rejected"):
+            if row[key] not in g["responses"]:
+                g["responses"].append(row[key])
+        g["pairs"].append((g["responses"].index(row["chosen"]), g["responses"].index(row["rejected"])))
+    return list(groups.values())
+
+
+def pair_indices(groups: list[dict]):
+    """For a batch of :func:`group_by_prompt` groups whose responses are laid out one after the
+    other: ``(chosen, rejected, weights)``, one entry per pair: the positions of its two responses
+    and its weight ``1 / (number of prompts * the prompt's number of pairs)``, so that each
+    prompt weighs the same in the loss (InstructGPT's fix for overfitting)."""
+    chosen, rejected, weights, offset = [], [], [], 0
+    for g in groups:
+        for c, r in g["pairs"]:
+            chosen.append(offset + c)
+            rejected.append(offset + r)
+            weights.append(1.0 / (len(groups) * len(g["pairs"])))
+        offset += len(g["responses"])
+    return torch.tensor(chosen), torch.tensor(rejected), torch.tensor(weights)
+
+
+def prompt_batches(groups: list, prompts_per_batch: int, rng: random.Random):
+    """One epoch over ``groups``: shuffled in place by ``rng``, then in batches of
+    ``prompts_per_batch`` prompts (all the pairs of a prompt in the same batch)."""
+    rng.shuffle(groups)
+    for i in range(0, len(groups), prompts_per_batch):
+        yield groups[i:i + prompts_per_batch]

@@ -6,31 +6,23 @@ on random windows of ``window`` tokens: plain next-token prediction, no instruct
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 
-from .cache import cached, load_checkpoint, read_json, save_checkpoint
-from .device import pick_device
+from .cache import cached_model, read_json, save_checkpoint
+from .device import RunSettings, pick_device, run_settings
+from .graphs import GraphedStep, graph_training, make_graph_optimizer
 from .model import GPT, GPTConfig, lm_loss
-from .scale import check_scale, current_scale
+from .scale import current_scale, preset
 from .tokenizer import Tokenizer
-from .graphs import make_train_step
-from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
+from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_lr, set_seed
 from .world import World, WorldConfig, make_world
-
-
-# (n_layer, n_head, d_model) of the three sizes of each scale; "medium" is the scale's own model
-MODEL_SIZES = {
-    "ci": {"small": (1, 2, 32), "medium": (2, 2, 64), "large": (3, 4, 96)},
-    "cpu": {"small": (2, 2, 64), "medium": (3, 4, 96), "large": (4, 4, 128)},
-    "gpu": {"small": (4, 6, 192), "medium": (6, 6, 384), "large": (8, 8, 512)},
-}
 
 
 def network_size(scale: str, size: str) -> dict:
     """``n_layer``, ``n_head`` and ``d_model`` of ``size`` (small, medium or large) at ``scale``."""
-    sizes = MODEL_SIZES[check_scale(scale)]
+    sizes = preset(scale, "sizes")
     if size not in sizes:
         raise ValueError(f"unknown model size {size!r}: choose one of {', '.join(sizes)}")
     return dict(zip(("n_layer", "n_head", "d_model"), sizes[size]))
@@ -54,12 +46,7 @@ class PretrainConfig:
     def preset(scale: str, size: str = "medium") -> "PretrainConfig":
         """The scale's configuration; ``size`` swaps in a smaller or larger network (chapter 6's
         size sweep) and leaves data, steps and learning rate alone."""
-        cfg = {
-            "ci": PretrainConfig(n_layer=2, n_head=2, d_model=64, steps=200, eval_every=100),
-            "cpu": PretrainConfig(),
-            "gpu": PretrainConfig(n_layer=6, n_head=6, d_model=384, window=96, steps=3000, batch_size=64, lr=1e-3),
-        }[check_scale(scale)]
-        return replace(cfg, **network_size(scale, size))
+        return PretrainConfig(**{**preset(scale, "pretrain"), **network_size(scale, size)})
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size, self.n_layer, self.n_head, self.d_model, self.max_len)
@@ -90,23 +77,44 @@ def _val_loss(model, data, cfg, generator, batches: int = 8) -> float:
     return sum(losses) / len(losses)
 
 
+def lm_training_step(model: GPT, optimizer, precision: Precision, graphs: bool = False,
+                     max_grad_norm: float = 1.0, loss_fn=lm_loss):
+    """One step of next-token training (eq-lm-loss) as a function ``step(inputs, targets) -> loss``:
+    forward, loss, backward, clipping, optimizer step. SFT trains with the same step, its prompt
+    tokens' targets set to -100 (eq-sft-loss). ``loss_fn(outputs, targets)`` (default
+    :func:`~rlhf_minimal.model.lm_loss`) lets the benchmark time other losses the same way.
+
+    ``graphs=True`` replays the step from CUDA graphs (:class:`rlhf_minimal.graphs.GraphedStep`),
+    with a recordable copy of the optimizer. Returns ``(step, optimizer)``: set the learning rate
+    on the optimizer returned (:func:`rlhf_minimal.train.set_lr`)."""
+    if graphs:
+        optimizer = make_graph_optimizer(optimizer)
+
+    def step(inputs, targets):
+        with precision.autocast():
+            loss = loss_fn(model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward(loss)
+        precision.clip_grad_norm(model, optimizer, max_grad_norm)
+        precision.step(optimizer)
+        return loss.detach()
+    return (GraphedStep(step, precision.device) if graphs else step), optimizer
+
+
 def pretrain(world: World, tokenizer: Tokenizer, cfg: PretrainConfig, seed: int = 0,
-             device=None) -> tuple[GPT, dict]:
-    """Train a fresh GPT on the world's corpus; returns the model and its log."""
-    device = device or pick_device()
+             device=None, settings: RunSettings | None = None) -> tuple[GPT, dict]:
+    """Train a fresh GPT on the world's corpus; returns the model and its log. ``settings``
+    (precision, CUDA graphs) default to the device's own (:func:`rlhf_minimal.device.run_settings`)."""
+    settings = settings or RunSettings(pick_device(device))
+    device = settings.device
     generator = set_seed(seed)
     n_val = max(1, int(len(world.corpus) * cfg.val_share))
     train_data = corpus_tensor(world, tokenizer, world.corpus[n_val:]).to(device)
     val_data = corpus_tensor(world, tokenizer, world.corpus[:n_val]).to(device)
     model = GPT(cfg.model_config(tokenizer.vocab_size)).to(device)
-    optimizer = make_optimizer(model, cfg.lr)
-    precision, guard = Precision(device), FiniteGuard("pretraining", device)
-
-    def loss_fn(x, y):
-        with precision.autocast():
-            return (lm_loss(model(x), y),)
-
-    train_step = make_train_step(loss_fn, model, optimizer, precision, guard)
+    precision, guard = Precision(device, settings.precision), FiniteGuard("pretraining", device)
+    train_step, optimizer = lm_training_step(model, make_optimizer(model, cfg.lr), precision,
+                                             graph_training(settings, precision))
     log = {"step": [], "train_loss": [], "val_step": [], "val_loss": [],
            "parameters": model.num_parameters(), "train_tokens": train_data.numel()}
     logged = []
@@ -114,7 +122,9 @@ def pretrain(world: World, tokenizer: Tokenizer, cfg: PretrainConfig, seed: int 
     bar = progress(range(cfg.steps), desc="pretraining")
     for step in bar:
         x, y = _windows(train_data, cfg.batch_size, cfg.window, generator)
-        (loss,) = train_step(step, cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup), x, y)
+        set_lr(optimizer, cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup))
+        loss = train_step(x, y)
+        guard(loss, step)
         if step % 10 == 0 or step == cfg.steps - 1:
             log["step"].append(step)
             logged.append(loss)  # read back at the end: no host sync inside the loop
@@ -143,11 +153,12 @@ def base_model(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
     tokenizer = Tokenizer.for_world(world)
     stage_cfg = {"world": asdict(world_cfg), "pretrain": asdict(cfg), "seed": seed}
 
+    settings = run_settings(device)
+
     def build(folder):
-        model, log = pretrain(world, tokenizer, cfg, seed, device)
+        model, log = pretrain(world, tokenizer, cfg, seed, settings=settings)
         save_checkpoint(folder, model, {"stage": stage_cfg}, log=log)
         tokenizer.save(folder / "tokenizer.json")
 
-    folder = cached("base", stage_cfg, build, fresh)
-    model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
+    model, folder = cached_model("base", stage_cfg, build, settings, fresh)
     return world, tokenizer, model, read_json(folder, "log")

@@ -33,16 +33,18 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .cache import cached, load_checkpoint, read_json, save_checkpoint
-from .device import pick_device
+from .cache import cached_model, config_json, read_json, save_checkpoint
+from .device import RunSettings, pick_device, run_settings
 from .judge import DEFAULT_PRIORITY, GoldJudge
 from .model import GPT
-from .preference import (agreement, comparisons_dataset, label, label_quality, make_labelers,
-                         sample_k, validate_comparisons)
-from .scale import check_scale, current_scale
+from .evaluate import win_share
+from .preference import (agreement, comparisons_dataset, group_by_prompt, label, label_quality,
+                         make_labelers, pair_indices, prompt_batches, sample_k,
+                         validate_comparisons)
+from .scale import current_scale, preset
 from .sft import sft_model
 from .tokenizer import Tokenizer
-from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
+from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_lr, set_seed
 from .world import Task
 
 
@@ -73,8 +75,7 @@ class RewardConfig:
 
     @staticmethod
     def preset(scale: str) -> "RewardConfig":
-        return {"ci": RewardConfig(epochs=3), "cpu": RewardConfig(),
-                "gpu": RewardConfig(prompts_per_batch=16)}[check_scale(scale)]
+        return RewardConfig(**preset(scale, "reward"))
 
 
 # The labeler fields of RewardConfig. Its defaults are the course's team (REALISTIC_LABELERS):
@@ -260,39 +261,14 @@ def truncate(model: GPT, n_layers: int) -> GPT:
     return small.to(next(model.parameters()).device)
 
 
-def _group_by_prompt(rows) -> list[dict]:
-    from .data import DataError
-
-    groups: dict = {}
-    for i, row in enumerate(rows):
-        g = groups.setdefault(row["prompt_id"], {"prompt": row["prompt"], "responses": [], "pairs": []})
-        if row["prompt"] != g["prompt"]:
-            raise DataError(f"row {i}: prompt_id {row['prompt_id']!r} is shared by two different prompts "
-                            f"({g['prompt'].strip()!r} and {row['prompt'].strip()!r}); give every prompt "
-                            "its own prompt_id (when joining two labelled sets, offset the ids of one)")
-        for key in ("chosen", "rejected"):
-            if row[key] not in g["responses"]:
-                g["responses"].append(row[key])
-        g["pairs"].append((g["responses"].index(row["chosen"]), g["responses"].index(row["rejected"])))
-    return list(groups.values())
-
-
 def _batch_loss(model, tokenizer, groups, margin, device):
     """eq-rm-loss over a batch of prompts: every response scored once, the loss averaged over each
     prompt's pairs and then over prompts, so every prompt weighs the same."""
-    sequences, chosen, rejected, weights = [], [], [], []
-    for g in groups:
-        offset = len(sequences)
-        sequences += [encode_pair_text(tokenizer, g["prompt"], r, model.config.max_len) for r in g["responses"]]
-        for c, r in g["pairs"]:
-            chosen.append(offset + c)
-            rejected.append(offset + r)
-            weights.append(1.0 / (len(groups) * len(g["pairs"])))
+    sequences = [encode_pair_text(tokenizer, g["prompt"], r, model.config.max_len)
+                 for g in groups for r in g["responses"]]
+    chosen, rejected, weights = (t.to(device, non_blocking=True) for t in pair_indices(groups))
     rewards = score_sequences(model, sequences, tokenizer.pad_id, device).float()
-    chosen_t = torch.tensor(chosen).to(device, non_blocking=True)
-    rejected_t = torch.tensor(rejected).to(device, non_blocking=True)
-    weights_t = torch.tensor(weights).to(device, non_blocking=True)
-    return pairwise_loss(rewards[chosen_t], rewards[rejected_t], margin, weights=weights_t)
+    return pairwise_loss(rewards[chosen], rewards[rejected], margin, weights=weights)
 
 
 @torch.no_grad()
@@ -309,23 +285,25 @@ def validation_loss(model, tokenizer, groups, margin, device, prompts_per_batch:
 
 
 def train_reward_model(init: GPT, tokenizer: Tokenizer, rows, cfg: RewardConfig, seed: int = 0,
-                       device=None, val_rows=None) -> tuple[GPT, dict]:
+                       device=None, val_rows=None, settings: RunSettings | None = None) -> tuple[GPT, dict]:
     """Train a scalar-head copy of ``init`` on comparison ``rows`` (with ``prompt_id``).
 
     Up to ``cfg.epochs`` epochs. With ``val_rows`` (comparisons on other prompts), the validation
     loss is measured after every epoch, training stops once it has not improved for
-    ``cfg.patience`` epochs, and the weights of the best epoch are returned (early stopping)."""
+    ``cfg.patience`` epochs, and the weights of the best epoch are returned (early stopping).
+    ``settings`` (precision) default to the device's own (:func:`rlhf_minimal.device.run_settings`)."""
     validate_comparisons(rows)
-    device = device or pick_device()
+    settings = settings or RunSettings(pick_device(device))
+    device = settings.device
     set_seed(seed)
-    groups = _group_by_prompt(rows)
-    val_groups = _group_by_prompt(val_rows) if val_rows else None
+    groups = group_by_prompt(rows)
+    val_groups = group_by_prompt(val_rows) if val_rows else None
     model = copy.deepcopy(init).to(device).with_scalar_head()
     if cfg.n_layers is not None:
         model = truncate(model, cfg.n_layers)
     model.train()
     optimizer = make_optimizer(model, cfg.lr)
-    precision, guard = Precision(device), FiniteGuard("reward model", device)
+    precision, guard = Precision(device, settings.precision), FiniteGuard("reward model", device)
     losses = []
     per_epoch = -(-len(groups) // cfg.prompts_per_batch)
     total = per_epoch * cfg.epochs
@@ -335,14 +313,15 @@ def train_reward_model(init: GPT, tokenizer: Tokenizer, rows, cfg: RewardConfig,
     step, start, best, waited = 0, time.time(), None, 0
     bar = progress(total=total, desc="reward model")
     for epoch in range(cfg.epochs):
-        rng.shuffle(groups)
-        for i in range(0, len(groups), cfg.prompts_per_batch):
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, cfg.lr, cfg.warmup)
+        for batch in prompt_batches(groups, cfg.prompts_per_batch, rng):
+            set_lr(optimizer, cosine_lr(step, total, cfg.lr, cfg.warmup))
             with precision.autocast():
-                loss = _batch_loss(model, tokenizer, groups[i:i + cfg.prompts_per_batch], cfg.margin, device)
+                loss = _batch_loss(model, tokenizer, batch, cfg.margin, device)
             guard(loss, step)
-            precision.step(loss, model, optimizer)
+            optimizer.zero_grad(set_to_none=True)
+            precision.backward(loss)
+            precision.clip_grad_norm(model, optimizer, 1.0)
+            precision.step(optimizer)
             log["step"].append(step)
             losses.append(loss.detach())
             step += 1
@@ -375,7 +354,7 @@ def pairwise_accuracy(rm: RewardModel, rows) -> float:
         return float("nan")
     chosen = rm.score([r["prompt"] for r in rows], [r["chosen"] for r in rows])
     rejected = rm.score([r["prompt"] for r in rows], [r["rejected"] for r in rows])
-    return round(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean().item(), 4)
+    return round(win_share(chosen, rejected).item(), 4)
 
 
 @torch.no_grad()
@@ -453,8 +432,8 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
     scale = current_scale(scale)
     world, tokenizer, sft, _ = sft_model(scale, seed, device=device)
     cfg = RewardConfig(**{**asdict(RewardConfig.preset(scale)), **overrides})
-    stage_cfg = {"scale": scale, "seed": seed, "world": asdict(world.config),
-                 "reward": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}}
+    stage_cfg = {"scale": scale, "seed": seed, "world": asdict(world.config), "reward": config_json(cfg)}
+    settings = run_settings(device)
 
     def build(folder):
         if cfg.from_sft:
@@ -478,7 +457,8 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
         train_rows = label(train_tasks, train_responses, labelers, seed + 1, cfg.votes)
         val_rows = label(val_tasks, val_responses, labelers, seed + 2, cfg.votes)
         held_rows = label(test_tasks, test_responses, labelers, seed, cfg.votes)
-        model, log = train_reward_model(init, tokenizer, train_rows, cfg, seed, device, val_rows=val_rows)
+        model, log = train_reward_model(init, tokenizer, train_rows, cfg, seed, val_rows=val_rows,
+                                        settings=settings)
         sft_prompts = [t.prompt for t, rs in zip(train_tasks, train_responses) for _ in rs]
         sft_answers = [r for rs in train_responses for r in rs]
         rm = RewardModel(model, tokenizer).fit_normalisation(sft_prompts, sft_answers)
@@ -515,8 +495,7 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
         comparisons_dataset(train_rows).save_to_disk(str(folder / "comparisons"))
         comparisons_dataset(held_rows).save_to_disk(str(folder / "heldout_comparisons"))
 
-    folder = cached("reward", stage_cfg, build, fresh)
-    model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
+    model, folder = cached_model("reward", stage_cfg, build, settings, fresh)
     norm = json.loads((folder / "config.json").read_text())["normalisation"]
     prior = (LikelihoodReward(sft, tokenizer, norm["prior_shift"], norm["prior_scale"])
              if "prior_shift" in norm else None)

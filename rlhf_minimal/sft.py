@@ -15,17 +15,17 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .cache import cached, load_checkpoint, read_json, save_checkpoint
+from .cache import cached_model, read_json, save_checkpoint
 from .data import DataError, validate
-from .device import pick_device
+from .device import RunSettings, pick_device, run_settings
 from .evaluate import gold_evaluation
 from .judge import GoldJudge, tasks_from_rows
 from .model import GPT, lm_loss
-from .pretrain import base_model
-from .scale import check_scale, current_scale
+from .graphs import graph_training
+from .pretrain import base_model, lm_training_step
+from .scale import current_scale, preset
 from .tokenizer import Tokenizer
-from .graphs import make_train_step
-from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_seed
+from .train import FiniteGuard, Precision, cosine_lr, make_optimizer, progress, set_lr, set_seed
 from .world import World, demonstrations
 
 
@@ -41,8 +41,7 @@ class SFTConfig:
 
     @staticmethod
     def preset(scale: str) -> "SFTConfig":
-        return {"ci": SFTConfig(epochs=3), "cpu": SFTConfig(),
-                "gpu": SFTConfig(epochs=14, batch_size=64, lr=5e-4)}[check_scale(scale)]
+        return SFTConfig(**preset(scale, "sft"))
 
 
 def encode_demonstrations(tokenizer: Tokenizer, rows, max_len: int):
@@ -77,14 +76,16 @@ def sft_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def _batches(inputs, targets, batch_size, generator, shuffle=True, width_multiple: int = 1):
-    """Batches with the columns that are padding in every row dropped. ``width_multiple`` rounds
-    the width up (CUDA graphs then see a few shapes instead of one per width); the extra columns
-    are right padding with ignored targets, which a causal model's real tokens never attend to."""
+    """Batches with the columns that are padding in every row dropped: those after each row's last
+    target (its EOS), whatever the pad id. ``width_multiple`` rounds the width up (CUDA graphs then
+    see a few shapes instead of one per width); the extra columns are right padding with ignored
+    targets, which a causal model's real tokens never attend to."""
     order = torch.randperm(len(inputs), generator=generator) if shuffle else torch.arange(len(inputs))
     for start in range(0, len(inputs), batch_size):
         index = order[start:start + batch_size]
         x, y = inputs[index], targets[index]
-        width = int((x != 0).any(0).nonzero().max()) + 1 if (x != 0).any() else x.size(1)
+        trained = (y != -100).any(0)
+        width = int(trained.nonzero().max()) + 1 if trained.any() else x.size(1)
         width = min(x.size(1), -(-width // width_multiple) * width_multiple)
         yield x[:, :width], y[:, :width]
 
@@ -102,9 +103,13 @@ def _loss_on(model, inputs, targets, batch_size, device) -> float:
 
 
 def train_sft(model: GPT, tokenizer: Tokenizer, world: World, rows: list, cfg: SFTConfig,
-              seed: int = 0, device=None, judge: GoldJudge | None = None) -> tuple[GPT, dict]:
-    """Fine-tune a copy of ``model`` on demonstration ``rows``; returns it and the per-epoch log."""
-    device = device or pick_device()
+              seed: int = 0, device=None, judge: GoldJudge | None = None,
+              settings: RunSettings | None = None) -> tuple[GPT, dict]:
+    """Fine-tune a copy of ``model`` on demonstration ``rows``; returns it and the per-epoch log.
+    The step is pretraining's (:func:`rlhf_minimal.pretrain.lm_training_step`) on targets that
+    ignore the prompt (eq-sft-loss)."""
+    settings = settings or RunSettings(pick_device(device))
+    device = settings.device
     generator = set_seed(seed)
     rows = list(rows)
     random.Random(seed).shuffle(rows)
@@ -115,14 +120,9 @@ def train_sft(model: GPT, tokenizer: Tokenizer, world: World, rows: list, cfg: S
     judge = judge or GoldJudge(world)
     val_tasks = tasks_from_rows(val_rows)
     model = copy.deepcopy(model).to(device).train()
-    optimizer = make_optimizer(model, cfg.lr)
-    precision, guard = Precision(device), FiniteGuard("SFT", device)
-
-    def loss_fn(x, y):
-        with precision.autocast():
-            return (sft_loss(model(x), y),)
-
-    train_step = make_train_step(loss_fn, model, optimizer, precision, guard)
+    precision, guard = Precision(device, settings.precision), FiniteGuard("SFT", device)
+    graphs = graph_training(settings, precision)
+    train_step, optimizer = lm_training_step(model, make_optimizer(model, cfg.lr), precision, graphs)
     steps_per_epoch = -(-len(x_train) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     log = {"epoch": [], "train_loss": [], "val_loss": [], "val_acceptable": [], "val_score": [],
@@ -144,9 +144,10 @@ def train_sft(model: GPT, tokenizer: Tokenizer, world: World, rows: list, cfg: S
     for epoch in range(1, cfg.epochs + 1):
         losses = []
         for x, y in _batches(x_train, y_train, cfg.batch_size, generator,
-                             width_multiple=16 if train_step.graphs else 1):
-            (loss,) = train_step(step, cosine_lr(step, total, cfg.lr, cfg.warmup),
-                                 x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+                             width_multiple=16 if graphs else 1):
+            set_lr(optimizer, cosine_lr(step, total, cfg.lr, cfg.warmup))
+            loss = train_step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+            guard(loss, step)
             losses.append(loss)
             step += 1
             bar.update(1)
@@ -174,11 +175,12 @@ def sft_model(scale: str | None = None, seed: int = 0, fresh: bool = False, devi
     stage_cfg = {"world": asdict(world.config), "sft": asdict(cfg), "seed": seed, "scale": scale,
                  "size": size}
 
+    settings = run_settings(device)
+
     def build(folder):
         rows = demonstrations(world, "sft", cfg.sloppy_share)
-        model, log = train_sft(base, tokenizer, world, rows, cfg, seed, device)
+        model, log = train_sft(base, tokenizer, world, rows, cfg, seed, settings=settings)
         save_checkpoint(folder, model, {"stage": stage_cfg}, log=log)
 
-    folder = cached("sft", stage_cfg, build, fresh)
-    model = load_checkpoint(folder, {"stage": stage_cfg}, device or pick_device()).eval()
+    model, folder = cached_model("sft", stage_cfg, build, settings, fresh)
     return world, tokenizer, model, read_json(folder, "log")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 
 import numpy as np
@@ -38,6 +37,15 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.1,
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas,
                              fused=fused)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate, in place when it is a tensor (so a graph sees it)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.1) -> float:
@@ -99,18 +107,24 @@ class Precision:
     * A GPU without it (the T4 of free Colab): fp16 autocast with loss scaling
       (``torch.amp.GradScaler``), since fp16 gradients underflow without it.
 
-    ``RLHF_PRECISION=fp16`` (or ``bf16``, ``fp32``) overrides the choice on a GPU: on an H100,
-    ``fp16`` trains with the T4's number format, which is how the course checks the Colab path.
+    ``asked`` (``fp16``, ``bf16`` or ``fp32``; from ``RLHF_PRECISION``, see
+    :func:`rlhf_minimal.device.run_settings`) overrides the choice on a GPU: on an H100, ``fp16``
+    trains with the T4's number format, which is how the course checks the Colab path.
 
-    Use ``with precision.autocast():`` around the forward pass and ``precision.step(loss, ...)``
-    for backward, clipping and the optimizer step.
+    A training step reads, in every stage::
+
+        with precision.autocast():
+            loss = ...                                       # the forward pass and the loss
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward(loss)                             # loss.backward(), scaled in fp16
+        precision.clip_grad_norm(model, optimizer, max_norm) # unscaled first in fp16
+        precision.step(optimizer)                            # optimizer.step(); fp16 skips inf steps
     """
 
     CHOICES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-    def __init__(self, device):
+    def __init__(self, device, asked: str = ""):
         self.device = torch.device(device)
-        asked = os.environ.get("RLHF_PRECISION", "").strip().lower()
         if asked and asked not in self.CHOICES:
             raise ValueError(f"RLHF_PRECISION={asked!r} is not a precision; use one of "
                              f"{', '.join(self.CHOICES)} or leave it unset to let the device choose")
@@ -139,12 +153,17 @@ class Precision:
         # no cache of cast weights: a CUDA graph may not keep tensors made while recording
         return torch.autocast("cuda", dtype=self.dtype, cache_enabled=False)
 
-    def step(self, loss: torch.Tensor, model: torch.nn.Module, optimizer, max_grad_norm: float = 1.0) -> None:
-        """Backward, unscale, clip the gradient norm to ``max_grad_norm``, optimizer step."""
-        optimizer.zero_grad(set_to_none=True)
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``; in fp16 the loss is scaled up first, so small gradients survive."""
         self.scaler.scale(loss).backward()
+
+    def clip_grad_norm(self, model: torch.nn.Module, optimizer, max_norm: float) -> None:
+        """Clip the gradient norm of ``model``'s parameters to ``max_norm`` (unscaled first in fp16)."""
         self.scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+    def step(self, optimizer) -> None:
+        """``optimizer.step()``; in fp16 a step with infinite gradients is skipped and the scale lowered."""
         self.scaler.step(optimizer)
         self.scaler.update()
 

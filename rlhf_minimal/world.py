@@ -119,16 +119,9 @@ class WorldConfig:
 
     @staticmethod
     def preset(scale: str, seed: int = 0) -> "WorldConfig":
-        from .scale import check_scale
+        from .scale import preset
 
-        sizes = {
-            "ci": dict(n_entities=16, n_unknown=8, n_docs=2500, sft_per_family=40,
-                       rm_per_family=30, rl_per_family=30, eval_per_family=12),
-            "cpu": dict(rm_per_family=600, rl_per_family=300),
-            "gpu": dict(n_entities=60, n_unknown=20, n_docs=60000, sft_per_family=400,
-                        rm_per_family=300, rl_per_family=300, eval_per_family=100),
-        }[check_scale(scale)]
-        return WorldConfig(seed=seed, **sizes)
+        return WorldConfig(seed=seed, **preset(scale, "world"))
 
 
 @dataclass

@@ -8,7 +8,8 @@ import torch
 from rlhf_minimal.export import (export_causal_lm, export_reward_model, export_tokenizer,
                                  gpt2_state_dict, load_exported, normalised_reward, position_ids,
                                  reward_inputs)
-from rlhf_minimal.model import GPT, GPTConfig, generate, left_pad
+from rlhf_minimal.model import GPT, GPTConfig
+from rlhf_minimal.sampling import generate, left_pad
 from rlhf_minimal.reward import RewardModel
 from rlhf_minimal.world import ideal_response
 

@@ -1,7 +1,8 @@
-"""TrainStep: the eager step is the training loops' old step exactly; the graph bookkeeping
-(static buffers, copies of outputs, one graph per shape, eviction) is checked on the CPU with a
-stand-in recorder that re-runs the step where CUDA would replay its kernels; the fixed-shape
-padding of PPO rollouts does not change the loss."""
+"""GraphedStep: a training step written in the open, replayed per input shape, trains exactly
+like the same step run eagerly; the graph bookkeeping (static buffers, copies of outputs, one
+graph per shape, eviction) is checked on the CPU with a stand-in recorder that re-runs the step
+where CUDA would replay its kernels; the fixed-shape padding of PPO rollouts does not change the
+loss."""
 import copy
 from types import SimpleNamespace
 
@@ -9,26 +10,15 @@ import pytest
 import torch
 
 from rlhf_minimal import graphs, ppo
-from rlhf_minimal.graphs import (
-    RerunRecorder,
-    TrainStep,
-    graphed_decoder,
-    graphs_requested,
-    make_graph_optimizer,
-    set_lr,
-)
-from rlhf_minimal.model import GPT, GPTConfig, KVCache, generate, left_pad, lm_loss
-from rlhf_minimal.ppo import (
-    UPDATE_INPUTS,
-    PolicyWithValue,
-    PPOConfig,
-    pad_rollout,
-    ppo_minibatch_loss,
-    rollout,
-)
+from rlhf_minimal.device import RunSettings, run_settings
+from rlhf_minimal.graphs import GraphedStep, RerunRecorder, decode_step, graphed_decoder, make_graph_optimizer
+from rlhf_minimal.model import GPT, GPTConfig, KVCache, lm_loss
+from rlhf_minimal.ppo import PolicyWithValue, PPOConfig, pad_rollout, ppo_update, rollout
+from rlhf_minimal.pretrain import lm_training_step
+from rlhf_minimal.sampling import generate, left_pad
 from rlhf_minimal.sft import _batches, sft_loss
 from rlhf_minimal.tokenizer import Tokenizer
-from rlhf_minimal.train import FiniteGuard, Precision, make_optimizer
+from rlhf_minimal.train import Precision, make_optimizer, set_lr
 from rlhf_minimal.world import Task
 
 
@@ -48,13 +38,9 @@ def _tiny_lm(seed=0):
     return GPT(GPTConfig(vocab_size=11, n_layer=1, n_head=2, d_model=16, max_len=16))
 
 
-def _lm_step(model, optimizer, graphs=False, recorder=None, max_graphs=8):
-    precision = Precision("cpu")
-
-    def loss_fn(x, y):
-        return (lm_loss(model(x), y),)
-    return TrainStep(loss_fn, model, optimizer, precision, FiniteGuard("test", "cpu"),
-                     graphs=graphs, recorder=recorder, max_graphs=max_graphs)
+def _lm_step(model, optimizer, graphed=False, recorder=None, max_graphs=8):
+    step, _ = lm_training_step(model, optimizer, Precision("cpu"))
+    return GraphedStep(step, "cpu", max_graphs, recorder) if graphed else step
 
 
 def _batches_of_two_shapes(n=9):
@@ -64,18 +50,19 @@ def _batches_of_two_shapes(n=9):
             for w in widths]
 
 
-def test_the_eager_step_is_the_old_loop_exactly():
+def test_the_lm_step_is_the_plain_training_step_exactly():
     a, b = _tiny_lm(), _tiny_lm()
     opt_a, opt_b = make_optimizer(a, 1e-2), make_optimizer(b, 1e-2)
     step = _lm_step(b, opt_b)
-    precision = Precision("cpu")
     for i, (x, y) in enumerate(_batches_of_two_shapes()):
-        for group in opt_a.param_groups:
-            group["lr"] = 1e-2 / (i + 1)
+        for optimizer in (opt_a, opt_b):
+            set_lr(optimizer, 1e-2 / (i + 1))
         loss_a = lm_loss(a(x), y)
-        precision.step(loss_a, a, opt_a)
-        (loss_b,) = step(i, 1e-2 / (i + 1), x, y)
-        assert torch.equal(loss_a.detach(), loss_b)
+        opt_a.zero_grad()
+        loss_a.backward()
+        torch.nn.utils.clip_grad_norm_(a.parameters(), 1.0)
+        opt_a.step()
+        assert torch.equal(loss_a.detach(), step(x, y))
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
 
@@ -85,12 +72,14 @@ def test_replayed_steps_train_exactly_like_eager_steps():
     opt_a = make_graph_optimizer(torch.optim.AdamW(a.parameters(), lr=1e-2))
     opt_b = make_graph_optimizer(torch.optim.AdamW(b.parameters(), lr=1e-2))
     eager, recorder = _lm_step(a, opt_a), ReplayByRerunning()
-    graphed = _lm_step(b, opt_b, graphs=True, recorder=recorder)
+    graphed = _lm_step(b, opt_b, graphed=True, recorder=recorder)
     losses_a, losses_b = [], []
     for i, (x, y) in enumerate(_batches_of_two_shapes()):
         lr = 1e-2 * (1 - i / 10)  # a schedule: the tensor learning rate must follow it
-        losses_a.append(eager(i, lr, x, y)[0])
-        losses_b.append(graphed(i, lr, x, y)[0])
+        set_lr(opt_a, lr)
+        set_lr(opt_b, lr)
+        losses_a.append(eager(x, y))
+        losses_b.append(graphed(x, y))
     # two shapes: each runs eagerly once, is recorded at its second step, then replayed
     assert graphed.counts == {"eager": 2, "recorded": 2, "replayed": 5}
     assert recorder.records == 2
@@ -106,23 +95,21 @@ def test_replayed_steps_train_exactly_like_eager_steps():
 def test_the_least_recently_used_graph_is_dropped_and_recorded_again():
     model = _tiny_lm()
     optimizer = make_graph_optimizer(torch.optim.AdamW(model.parameters(), lr=1e-3))
-    step = _lm_step(model, optimizer, graphs=True, recorder=ReplayByRerunning(), max_graphs=1)
+    step = _lm_step(model, optimizer, graphed=True, recorder=ReplayByRerunning(), max_graphs=1)
     data = _batches_of_two_shapes()
     for i in (0, 1, 2, 5, 3, 6):  # shapes A A B B A A
-        step(i, None, *data[i])
+        step(*data[i])
     assert step.counts == {"eager": 2, "recorded": 3, "replayed": 1}
     assert len(step.recorded) == 1
 
 
 def test_graph_settings_are_checked():
     model = _tiny_lm()
-    guard = FiniteGuard("test", "cpu")
-    with pytest.raises(ValueError, match="make_graph_optimizer"):
-        TrainStep(lambda x: (x,), model, torch.optim.AdamW(model.parameters()), Precision("cpu"), guard,
-                  graphs=True, recorder=ReplayByRerunning())
-    scaled = SimpleNamespace(scaler=SimpleNamespace(is_enabled=lambda: True))
-    with pytest.raises(ValueError, match="fp16"):
-        TrainStep(lambda x: (x,), model, None, scaled, guard, graphs=True)
+    settings = RunSettings(torch.device("cpu"), cuda_graphs=True)
+    assert graphs.graph_training(settings, Precision("cpu"))
+    scaled = SimpleNamespace(scaler=SimpleNamespace(is_enabled=lambda: True))  # fp16's loss scaling
+    assert not graphs.graph_training(settings, scaled)
+    assert not graphs.graph_training(RunSettings(torch.device("cpu")), Precision("cpu"))
     stepped = torch.optim.AdamW(model.parameters())
     lm_loss(model(torch.zeros(1, 3, dtype=torch.long)), torch.zeros(1, 3, dtype=torch.long)).backward()
     stepped.step()
@@ -145,12 +132,14 @@ def test_the_graph_optimizer_keeps_every_group_setting():
 
 def test_graphs_are_asked_for_by_environment_variable_on_cuda_only(monkeypatch):
     monkeypatch.delenv("RLHF_CUDA_GRAPHS", raising=False)
-    assert not graphs_requested("cuda")
+    assert not run_settings("cpu").cuda_graphs
     monkeypatch.setenv("RLHF_CUDA_GRAPHS", "1")
-    assert graphs_requested("cuda") and not graphs_requested("cpu")
+    assert not run_settings("cpu").cuda_graphs
+    monkeypatch.setattr(torch.backends.cuda, "enable_cudnn_sdp", lambda on: None)
+    assert run_settings("cuda").cuda_graphs
     monkeypatch.setenv("RLHF_CUDA_GRAPHS", "yes")
     with pytest.raises(ValueError, match="RLHF_CUDA_GRAPHS='yes'"):
-        graphs_requested("cuda")
+        run_settings("cpu")
 
 
 def test_wider_sft_batches_give_the_same_loss():
@@ -184,17 +173,22 @@ def test_a_padded_rollout_gives_the_same_ppo_loss_and_statistics():
     tasks = [Task("chat", "q " * n + "\n", {}) for n in (1, 2, 3, 1, 4, 2)]
     batch = rollout(policy, copy.deepcopy(lm), _LengthReward(), tok, tasks, cfg, 0.1,
                     torch.Generator().manual_seed(0))
-    padded = pad_rollout(batch, batch["P"] + 3, 5 + 2, tok.pad_id)
-    assert padded["ids"].shape == (6, batch["P"] + 3 + 7) and padded["mask"].shape == (6, 7)
-    loss_fn = ppo_minibatch_loss(policy, cfg, Precision("cpu"))
-    with torch.no_grad():
-        plain = loss_fn(*(batch[k] for k in UPDATE_INPUTS))
-        wide = loss_fn(*(padded[k] for k in UPDATE_INPUTS))
-    for a, b in zip(plain, wide):
-        assert b.item() == pytest.approx(a.item(), abs=1e-5)
-    assert plain[0].item() != 0.0
+    P = batch.prompt_width
+    padded = pad_rollout(batch, P + 3, 5 + 2, tok.pad_id)
+    assert padded.ids.shape == (6, P + 3 + 7) and padded.mask.shape == (6, 7)
+    stats = []
+    for b in (batch, padded):  # one update with lr 0: the statistics of the same step
+        p = copy.deepcopy(policy)
+        optimizer = torch.optim.AdamW(p.parameters(), lr=0.0)
+        stats.append(ppo_update(p, optimizer, b, cfg, torch.Generator().manual_seed(0)))
+    plain, wide = stats
+    assert plain.keys() == wide.keys() == {"policy_loss", "value_loss", "entropy", "clip_fraction",
+                                           "approx_kl", "ratio"}
+    for k in plain:
+        assert wide[k] == pytest.approx(plain[k], abs=1e-5)
+    assert plain["value_loss"] != 0.0
     with pytest.raises(ValueError, match="does not fit"):
-        pad_rollout(batch, batch["P"] - 1, 7, tok.pad_id)
+        pad_rollout(batch, P - 1, 7, tok.pad_id)
 
 
 def test_one_decode_step_over_the_whole_cache_gives_the_forward_logits():
@@ -213,7 +207,9 @@ def test_one_decode_step_over_the_whole_cache_gives_the_forward_logits():
         key_mask = torch.zeros(3, 10, dtype=torch.long)
         key_mask[:, :6] = full
         position = (full.cumsum(-1) - 1).clamp(min=0)[:, -1:]
-        got = model.decode_step(new, position, key_mask, torch.tensor([5]), cache)
+        slot_cache = graphs.SlotCache(2, capacity=10)
+        slot_cache.layers, slot_cache.length = cache.layers, cache.length
+        got = decode_step(model, new, position, key_mask, torch.tensor([5]), slot_cache)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -251,31 +247,34 @@ def test_ppo_with_recorded_steps_and_decoding_learns_the_bandit(monkeypatch):
 
     made = []
 
-    class Recording(TrainStep):
+    class Recording(GraphedStep):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(graphs, "graphs_requested", lambda device: True)
-    monkeypatch.setattr(graphs, "TrainStep", Recording)
-    monkeypatch.setattr(ppo, "graphs_requested", lambda device: True)
+    monkeypatch.setattr(ppo, "GraphedStep", Recording)
     tok = Tokenizer(WORDS)
     tasks = [Task("chat", "q\n", {}), Task("chat", "q q\n", {})] * 4
     cfg = ppo.PPOConfig(steps=40, prompts_per_step=32, minibatch_size=16, max_new_tokens=2, lr=3e-3,
                         value_lr=3e-3, kl_coef=0.0, no_eos_penalty=0.0, ppo_epochs=2)
-    policy, log = ppo.train_ppo(_tiny_policy(), TokenReward(), tok, tasks, cfg, seed=0, device="cpu")
+    settings = RunSettings(torch.device("cpu"), cuda_graphs=True)  # the CPU stand-in for graphs
+    policy, log = ppo.train_ppo(_tiny_policy(), TokenReward(), tok, tasks, cfg, seed=0, settings=settings)
     (step,) = made
-    assert step.graphs and step.counts["recorded"] == 1 and step.counts["eager"] == 1
+    assert step.counts["recorded"] == 1 and step.counts["eager"] == 1
     assert step.counts["replayed"] == 40 * 2 * 2 - 2  # one shape for all 40 rollouts
     assert _prob_of_a(policy.lm, tok) > 0.8
     assert sum(log["rm_score"][-5:]) / 5 > 0.8
 
 
-def test_importing_the_model_turns_cudnn_attention_off():
-    """cuDNN's attention plans every new input shape, and our batches change shape (chapter 6)."""
-    import rlhf_minimal.model  # noqa: F401
+def test_choosing_a_cuda_device_turns_cudnn_attention_off(monkeypatch):
+    """cuDNN's attention plans every new input shape, and our batches change shape (chapter 6).
+    The switch is applied where the device is chosen, not on import, and not for the CPU."""
+    from rlhf_minimal.device import pick_device
 
-    assert not torch.backends.cuda.cudnn_sdp_enabled()
+    calls = []
+    monkeypatch.setattr(torch.backends.cuda, "enable_cudnn_sdp", calls.append)
+    assert pick_device("cpu").type == "cpu" and calls == []
+    assert pick_device("cuda").type == "cuda" and calls == [False]
 
 
 # --------------------------------------------------------------------------- on a real GPU
@@ -288,22 +287,17 @@ def test_cuda_graph_training_matches_eager_training_on_the_gpu():
     a, b = _tiny_lm().cuda(), _tiny_lm().cuda()
     opt_a = make_graph_optimizer(torch.optim.AdamW(a.parameters(), lr=1e-2))
     opt_b = make_graph_optimizer(torch.optim.AdamW(b.parameters(), lr=1e-2))
-    guard = FiniteGuard("test", "cuda")
     precision = Precision("cuda")
     if precision.scaler.is_enabled():
         pytest.skip("this GPU trains in fp16, whose steps are not recorded")
-
-    def step_for(model, graphs):
-        def loss_fn(x, y):
-            with precision.autocast():
-                return (lm_loss(model(x), y),)
-        return TrainStep(loss_fn, model, opt_b if graphs else opt_a, precision, guard, graphs=graphs)
-    eager, graphed = step_for(a, False), step_for(b, True)
+    eager, _ = lm_training_step(a, opt_a, precision)
+    step_b, _ = lm_training_step(b, opt_b, precision)
+    graphed = GraphedStep(step_b, "cuda")
     for i, (x, y) in enumerate(_batches_of_two_shapes()):
         x, y = x.cuda(), y.cuda()
-        la, = eager(i, 1e-2 * (1 - i / 10), x, y)
-        lb, = graphed(i, 1e-2 * (1 - i / 10), x, y)
-        torch.testing.assert_close(la, lb, atol=1e-4, rtol=1e-4)
+        set_lr(opt_a, 1e-2 * (1 - i / 10))
+        set_lr(opt_b, 1e-2 * (1 - i / 10))
+        torch.testing.assert_close(eager(x, y), graphed(x, y), atol=1e-4, rtol=1e-4)
     assert graphed.counts == {"eager": 2, "recorded": 2, "replayed": 5}
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-4)

@@ -7,7 +7,8 @@ import torch
 
 from rlhf_minimal.export import export_causal_lm, export_tokenizer
 from rlhf_minimal.hf import HFCausalLM, HFTokenizer, tiny_causal_lm
-from rlhf_minimal.model import GPT, GPTConfig, KVCache, generate, left_pad
+from rlhf_minimal.model import GPT, GPTConfig, KVCache
+from rlhf_minimal.sampling import generate, left_pad
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +59,11 @@ def test_wrapped_export_gives_our_logits_and_generations(tmp_path, tokenizer, hf
 
 def test_context_overflow_is_refused(hf_tokenizer):
     model = HFCausalLM(tiny_causal_lm(hf_tokenizer.vocab_size, max_len=16))
-    with pytest.raises(ValueError, match="longer than the context"):
+    with pytest.raises(ValueError, match="longer than the model's context"):
         model(torch.ones(1, 17, dtype=torch.long))
     cache = KVCache(model.config.n_layer)
     model(torch.ones(1, 10, dtype=torch.long), cache=cache)
-    with pytest.raises(ValueError, match="longer than the context"):
+    with pytest.raises(ValueError, match="longer than the model's context"):
         model(torch.ones(1, 7, dtype=torch.long), torch.ones(1, 17, dtype=torch.long), cache)
 
 

@@ -12,7 +12,8 @@ import torch
 from rlhf_minimal import interop
 from rlhf_minimal.data import DataError
 from rlhf_minimal.judge import GoldJudge
-from rlhf_minimal.model import GPT, GPTConfig, left_pad
+from rlhf_minimal.model import GPT, GPTConfig
+from rlhf_minimal.sampling import left_pad
 from rlhf_minimal.reward import RewardModel
 from rlhf_minimal.world import FILLERS, IDK, Task, ideal_response
 

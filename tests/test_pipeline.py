@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from rlhf_minimal.__main__ import main
-from rlhf_minimal.pipeline import summary_text, win_rate
+from rlhf_minimal.evaluate import win_rate
+from rlhf_minimal.pipeline import summary_text
 from rlhf_minimal.train import FiniteGuard, Precision, TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,14 +136,19 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path):
 
 
 def test_precision_override_is_checked(monkeypatch):
-    monkeypatch.setenv("RLHF_PRECISION", "fp32")
-    assert Precision("cpu").name == "fp32"
-    monkeypatch.setenv("RLHF_PRECISION", "fp16")
+    from rlhf_minimal.device import run_settings
+
+    assert Precision("cpu", "fp32").name == "fp32"
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
-        Precision("cpu")
+        Precision("cpu", "fp16")
+    with pytest.raises(ValueError, match="fp32, bf16, fp16"):
+        Precision("cpu", "fp8")
+    # the environment is read once, where a run starts, and checked there
     monkeypatch.setenv("RLHF_PRECISION", "fp8")
     with pytest.raises(ValueError, match="fp32, bf16, fp16"):
-        Precision("cpu")
+        run_settings("cpu")
+    monkeypatch.setenv("RLHF_PRECISION", "FP16")
+    assert run_settings("cpu").precision == "fp16"
 
 
 def test_precision_on_cpu_is_plain_fp32_training():
@@ -156,7 +162,10 @@ def test_precision_on_cpu_is_plain_fp32_training():
     opt_a, opt_b = torch.optim.AdamW(a.parameters(), 1e-2), torch.optim.AdamW(b.parameters(), 1e-2)
     with precision.autocast():
         loss = (a(x) ** 2).mean() * 100
-    precision.step(loss, a, opt_a, max_grad_norm=0.5)
+    opt_a.zero_grad(set_to_none=True)
+    precision.backward(loss)
+    precision.clip_grad_norm(a, opt_a, 0.5)
+    precision.step(opt_a)
     (b(x) ** 2).mean().mul(100).backward()
     torch.nn.utils.clip_grad_norm_(b.parameters(), 0.5)
     opt_b.step()

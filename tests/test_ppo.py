@@ -154,11 +154,11 @@ def test_eos_penalty_applies_when_and_only_when_eos_is_missing():
     policy = PolicyWithValue(model)
     tasks = [Task("chat", "q\n", {})] * 8
     batch = rollout(policy, model, TokenReward(), tok, tasks, cfg, 0.0, torch.Generator().manual_seed(0))
-    for has_eos, score, rm_score in zip(batch["has_eos"], batch["scores"], batch["rm_scores"]):
+    for has_eos, score, rm_score in zip(batch.has_eos, batch.scores, batch.rm_scores):
         assert score.item() == (rm_score.item() if has_eos else -7.0)
-    assert (~batch["has_eos"]).any() and batch["has_eos"].any()
+    assert (~batch.has_eos).any() and batch.has_eos.any()
     # prompt and pad positions carry no reward, advantage or mask
-    assert torch.all(batch["advantages"][batch["mask"] == 0] == 0)
+    assert torch.all(batch.advantages[batch.mask == 0] == 0)
 
 
 def test_ppo_learns_a_one_token_bandit_and_is_reproducible():
@@ -205,7 +205,7 @@ def test_config_refuses_bad_values():
 def test_head_to_head_counts_ties_half():
     from types import SimpleNamespace as V
 
-    from rlhf_minimal.ppo import head_to_head
+    from rlhf_minimal.evaluate import head_to_head
     a = [V(score=1.0), V(score=0.5), V(score=0.0), V(score=0.2)]
     b = [V(score=0.0), V(score=0.5), V(score=1.0), V(score=0.1)]
     res = head_to_head([None] * 4, a, b)
@@ -214,7 +214,7 @@ def test_head_to_head_counts_ties_half():
 
 
 def test_best_of_n_keeps_the_reward_models_favourite_and_reports_its_kl():
-    from rlhf_minimal.ppo import best_of_n, sequence_kl
+    from rlhf_minimal.evaluate import best_of_n, sequence_kl
 
     class Longest:
         def score(self, prompts, responses):
@@ -234,7 +234,7 @@ def test_best_of_n_keeps_the_reward_models_favourite_and_reports_its_kl():
 
 def test_best_of_n_curve_picks_the_best_of_the_first_n():
     from types import SimpleNamespace as V
-    from rlhf_minimal.ppo import best_of_n_curve
+    from rlhf_minimal.evaluate import best_of_n_curve
 
     class ByLength:
         def score_many(self, tasks, texts):
@@ -247,7 +247,7 @@ def test_best_of_n_curve_picks_the_best_of_the_first_n():
 
 
 def test_best_of_first_picks_among_the_first_n_samples_only():
-    from rlhf_minimal.ppo import best_of_first
+    from rlhf_minimal.evaluate import best_of_first
 
     bon = {"all_rm_scores": [[0.0, 2.0, 5.0, 3.0], [4.0, 1.0, 9.0, 0.0]],
            "all_responses": [["a", "b", "c", "d"], ["e", "f", "g", "h"]]}
@@ -279,7 +279,8 @@ def test_group_baseline_subtracts_the_mean_of_the_other_responses():
 
 def test_likelihood_reward_prefers_what_the_model_finds_likely():
     """The sharpening control's raw score is the mean log-probability per token (EOS included)."""
-    from rlhf_minimal.ppo import LikelihoodReward, response_logprobs
+    from rlhf_minimal.evaluate import response_logprobs
+    from rlhf_minimal.reward import LikelihoodReward
 
     class Tok:
         eos_id, pad_id = 1, 0

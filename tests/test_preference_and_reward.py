@@ -133,13 +133,13 @@ def test_reward_training_is_reproducible_and_lowers_the_loss(ci_world, tokenizer
 
 def test_joined_comparison_sets_with_clashing_prompt_ids_are_refused():
     from rlhf_minimal.data import DataError
-    from rlhf_minimal.reward import _group_by_prompt
+    from rlhf_minimal.preference import group_by_prompt
 
     a = {"prompt": "what does the bimo eat ?\n", "chosen": "fish .", "rejected": "roots .", "prompt_id": 0}
     b = {"prompt": "where does the bimo live ?\n", "chosen": "lake .", "rejected": "cave .", "prompt_id": 0}
     with pytest.raises(DataError, match="prompt_id 0 is shared by two different prompts"):
-        _group_by_prompt([a, b])
-    assert len(_group_by_prompt([a, {**b, "prompt_id": 1}])) == 2
+        group_by_prompt([a, b])
+    assert len(group_by_prompt([a, {**b, "prompt_id": 1}])) == 2
 
 
 def test_labelers_tastes_are_spread_evenly_and_change_only_their_own_cases(ci_world):
@@ -175,7 +175,8 @@ def test_realistic_labelers_disagree_on_taste_not_on_false_facts(ci_world):
 def test_early_stopping_keeps_the_best_epoch(ci_world, tokenizer):
     """With a validation set, training stops ``patience`` epochs after the best validation loss
     and returns that epoch's weights: their validation loss is the smallest recorded."""
-    from rlhf_minimal.reward import _group_by_prompt, validation_loss
+    from rlhf_minimal.preference import group_by_prompt
+    from rlhf_minimal.reward import validation_loss
 
     tasks = [t for t in ci_world.splits["rm"] if t.family in ("open_qa", "classify")][:40]
     rng = random.Random(0)
@@ -190,7 +191,7 @@ def test_early_stopping_keeps_the_best_epoch(ci_world, tokenizer):
     best = val.index(min(val))
     assert log["best_epoch"] == best + 1
     assert len(val) == 12 or len(val) == best + 1 + cfg.patience
-    again = validation_loss(model, tokenizer, _group_by_prompt(val_rows), None, "cpu")
+    again = validation_loss(model, tokenizer, group_by_prompt(val_rows), None, "cpu")
     assert again == pytest.approx(min(val), abs=1e-4)
 
 

@@ -1,6 +1,7 @@
 """Pretraining and SFT: the masked loss, bad input, reproducibility, the cache and checkpoints."""
 import json
 import multiprocessing as mp
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,10 +156,27 @@ def test_cache_key_depends_on_config():
     assert cache.entry_key("sft", {"a": 1}) == cache.entry_key("sft", {"a": 1})
 
 
-def test_cache_key_depends_on_a_forced_precision(monkeypatch):
-    monkeypatch.delenv("RLHF_PRECISION", raising=False)
-    default = cache.entry_key("sft", {"a": 1})
-    monkeypatch.setenv("RLHF_PRECISION", "fp16")
-    fp16 = cache.entry_key("sft", {"a": 1})
-    monkeypatch.setenv("RLHF_PRECISION", "bf16")
-    assert len({default, fp16, cache.entry_key("sft", {"a": 1})}) == 3
+def test_cache_key_depends_on_a_forced_precision():
+    keys = {cache.entry_key("sft", {"a": 1}, precision) for precision in ("", "fp16", "bf16")}
+    assert len(keys) == 3
+
+
+@pytest.mark.parametrize("stage", sorted(cache.STAGE_MODULES))
+def test_changing_any_module_a_stage_imports_changes_its_key(stage, monkeypatch):
+    """The key hashes every module the stage's module imports, directly or not (the graphs of the
+    training steps and the sampling code included), and no module it does not import."""
+    modules = cache.imported_modules(cache.STAGE_MODULES[stage])
+    assert {"model", "train", cache.STAGE_MODULES[stage]} <= set(modules)
+    if stage != "base":
+        assert {"sampling", "evaluate", "graphs"} <= set(modules)
+    before = cache.entry_key(stage, {"a": 1})
+    real_read = Path.read_bytes
+    for name in cache.import_graph():
+        def edited(path, name=name):
+            data = real_read(path)
+            return data + b"\n# edited\n" if path.name == f"{name}.py" else data
+        monkeypatch.setattr(Path, "read_bytes", edited)
+        changed = cache.entry_key(stage, {"a": 1}) != before
+        assert changed == (name in modules), f"{stage}: editing {name}.py"
+    monkeypatch.setattr(Path, "read_bytes", real_read)
+    assert cache.entry_key(stage, {"a": 1}) == before

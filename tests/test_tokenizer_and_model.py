@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlhf_minimal.model import GPT, GPTConfig, KVCache, filter_logits, generate, left_pad, lm_loss
+from rlhf_minimal.model import GPT, GPTConfig, KVCache, lm_loss
+from rlhf_minimal.sampling import filter_logits, generate, left_pad
 from rlhf_minimal.tokenizer import Tokenizer, UnknownWordError
 from rlhf_minimal.world import demonstrations
 

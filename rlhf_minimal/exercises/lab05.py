@@ -1,8 +1,11 @@
 """Lab 05 exercises: GAE, the clipped policy loss, and the per-token KL reward."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 
+from ..ppo import gae
 from . import Incorrect, Question, expect_close
 
 
@@ -49,21 +52,7 @@ q1 = Question(
     hints=["Go backwards in time: A_t = delta_t + gamma * lam * A_{t+1}, starting from 0 after the end.",
            ("delta_t = r_t + gamma * V_{t+1} - V_t, where V_{t+1} is 0 at and after the last real token; "
             "multiply by the mask so nothing beyond the response counts.")],
-    solution="""
-import torch
-
-def gae(rewards, values, mask, gamma, lam):
-    values = values * mask
-    T = rewards.size(1)
-    advantages = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[:, 0])
-    for t in reversed(range(T)):
-        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(running)
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        running = (delta + gamma * lam * running) * mask[:, t]
-        advantages[:, t] = running
-    return advantages, (advantages + values) * mask
-""",
+    solution="import torch\n\n\n" + inspect.getsource(gae),  # the package's own gae is the worked answer
     reference=lambda r, v, m, g, l: _reference_gae(r, v, m, g, l),
 )
 
