@@ -21,3 +21,16 @@ def tokenizer(ci_world):
 def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("RLHF_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+class DigitTokenizer:
+    """A stand-in tokenizer for tests on tiny models: each word is its own id (EOS 1, pad 0)."""
+    eos_id, pad_id = 1, 0
+
+    def encode(self, text):
+        return [int(w) for w in text.split()]
+
+
+@pytest.fixture
+def digit_tokenizer():
+    return DigitTokenizer()

@@ -277,27 +277,21 @@ def test_group_baseline_subtracts_the_mean_of_the_other_responses():
         PPOConfig(prompts_per_step=30, minibatch_size=10, group_size=4)
 
 
-def test_likelihood_reward_prefers_what_the_model_finds_likely():
+def test_likelihood_reward_prefers_what_the_model_finds_likely(digit_tokenizer):
     """The sharpening control's raw score is the mean log-probability per token (EOS included)."""
     from rlhf_minimal.evaluate import response_logprobs
     from rlhf_minimal.reward import LikelihoodReward
 
-    class Tok:
-        eos_id, pad_id = 1, 0
-
-        def encode(self, text):
-            return [int(w) for w in text.split()]
-
     torch.manual_seed(0)
     model = GPT(GPTConfig(8, 1, 2, 16, 16)).eval()
     prompts, responses = ["2 3", "4"], ["5 6", "7"]
-    sums, lengths = response_logprobs(model, Tok(), prompts, responses)
+    sums, lengths = response_logprobs(model, digit_tokenizer, prompts, responses)
     assert lengths == [3, 2]
     for prompt, response, total in zip(prompts, responses, sums):
-        ids = torch.tensor([Tok().encode(prompt) + Tok().encode(response) + [1]])
+        ids = torch.tensor([digit_tokenizer.encode(prompt) + digit_tokenizer.encode(response) + [1]])
         logp = torch.log_softmax(model(ids)[0, :-1], -1)
-        n = len(Tok().encode(prompt))
+        n = len(digit_tokenizer.encode(prompt))
         by_hand = sum(logp[t - 1, ids[0, t]].item() for t in range(n, ids.size(1)))
         assert total == pytest.approx(by_hand, abs=1e-4)
-    lik = LikelihoodReward(model, Tok())
+    lik = LikelihoodReward(model, digit_tokenizer)
     assert lik.raw(prompts, responses).tolist() == pytest.approx([s / n for s, n in zip(sums, lengths)], abs=1e-5)

@@ -289,25 +289,19 @@ def test_fit_prior_weight_recovers_the_weights_that_made_the_labels():
         fit_prior_weight(head, prior, [])
 
 
-def test_score_with_a_prior_is_the_normalised_head_plus_the_weighted_prior():
+def test_score_with_a_prior_is_the_normalised_head_plus_the_weighted_prior(digit_tokenizer):
     """eq-reward-prior: (raw - shift) / scale + alpha * prior score; without a prior, the head alone."""
     from rlhf_minimal.reward import RewardModel
-
-    class Tok:
-        eos_id, pad_id = 1, 0
-
-        def encode(self, text):
-            return [int(w) for w in text.split()]
 
     torch.manual_seed(0)
     head = GPT(GPTConfig(8, 1, 2, 16, 16, head="scalar")).eval()
     prompts, responses = ["2 3", "4", "5"], ["5 6", "7", "2 2 2"]
-    rm = RewardModel(head, Tok(), shift=0.3, scale=2.0)
+    rm = RewardModel(head, digit_tokenizer, shift=0.3, scale=2.0)
     raw = rm.raw(prompts, responses)
     assert rm.score(prompts, responses).tolist() == pytest.approx(((raw - 0.3) / 2.0).tolist())
     assert rm.logit_scale == 2.0
     prior = _FixedScores({"5 6": 1.0, "7": -2.0, "2 2 2": 0.5})
-    with_prior = RewardModel(head, Tok(), 0.3, 2.0, prior=prior, prior_weight=0.4, logit_scale=3.0)
+    with_prior = RewardModel(head, digit_tokenizer, 0.3, 2.0, prior=prior, prior_weight=0.4, logit_scale=3.0)
     expected = (raw - 0.3) / 2.0 + 0.4 * torch.tensor([1.0, -2.0, 0.5])
     assert with_prior.score(prompts, responses).tolist() == pytest.approx(expected.tolist(), abs=1e-6)
     assert with_prior.logit_scale == 3.0
