@@ -394,12 +394,14 @@ def ppo_update(policy: PolicyWithValue, optimizer, batch: Rollout, cfg: PPOConfi
 # --------------------------------------------------------------------------- training
 def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: int = 0,
               device=None, judge: GoldJudge | None = None,
-              settings: RunSettings | None = None) -> tuple[PolicyWithValue, dict]:
+              settings: RunSettings | None = None, after_batch=None) -> tuple[PolicyWithValue, dict]:
     """Train a policy from ``sft`` against the reward model ``rm`` on the prompts ``tasks``.
 
     ``rm`` is anything with ``score(prompts, responses) -> tensor`` (normalised rewards); ``judge``
     (optional) scores the sampled responses for the log. ``settings`` (precision, CUDA graphs)
-    default to the device's own (:func:`rlhf_minimal.device.run_settings`).
+    default to the device's own (:func:`rlhf_minimal.device.run_settings`). ``after_batch``
+    (optional) is called as ``after_batch(batches_done, policy)`` after each update, for example to
+    evaluate the policy part-way (``benchmarks/ppo_curve.py``); it must leave the policy as it found it.
 
     The log holds one entry per rollout batch: reward-model score, gold score of the sampled
     responses (evaluation only, never used for training), KL to the reference, beta, entropy, clip
@@ -464,6 +466,9 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
         for k in keys:
             log[k].append(round(float(row[k]), 5))
         bar.update(1)
+        if after_batch is not None:
+            after_batch(step + 1, policy)
+            policy.train()
         bar.set_postfix(rm=f"{row['rm_score']:.2f}", gold=f"{row['gold_score']:.2f}", kl=f"{kl_per_response:.2f}")
     guard.close()
     bar.close()
