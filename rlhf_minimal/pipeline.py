@@ -53,6 +53,25 @@ def gap_closed(gold: float, sft_gold: float, writers_gold: float) -> float:
     return round((gold - sft_gold) / (writers_gold - sft_gold), 4)
 
 
+def standard_error(a: list[float], b: list[float] | None = None) -> float:
+    """Standard error of the mean of ``a`` over prompts, or of the paired difference ``a - b``
+    (the same prompts, so what they share cancels)."""
+    x = a if b is None else [u - v for u, v in zip(a, b, strict=True)]
+    if len(x) < 2:
+        raise ValueError("a standard error needs at least two prompts")
+    mean = sum(x) / len(x)
+    return (sum((u - mean) ** 2 for u in x) / (len(x) - 1) / len(x)) ** 0.5
+
+
+def gap_closed_se(scores: list[float], sft_scores: list[float], sft_gold: float, writers_gold: float) -> float:
+    """The standard error of :func:`gap_closed` from the prompt-to-prompt spread of a model's gold
+    scores minus SFT's, paired by prompt. With one sampled response per prompt and about 460
+    prompts it is near 0.08: gaps closer than about twice that are not told apart."""
+    if writers_gold == sft_gold:
+        return 0.0
+    return round(standard_error(scores, sft_scores) / abs(writers_gold - sft_gold), 4)
+
+
 def _timed(name: str, fn, stages: dict, echo):
     echo(f"[{name}] ...")
     before, start = len(cache.BUILT), time.time()
@@ -68,7 +87,8 @@ def _model_row(entry: dict, sft: dict, writers: dict) -> dict:
     row = {"gold_score": entry["gold_score"], "acceptable": entry["table"]["all"]["acceptable"],
            "hallucination": entry["hallucination"], "win_rate_vs_sft": win_rate(entry["scores"], sft["scores"]),
            **decisive_win_rate(entry["scores"], sft["scores"]),
-           "gap_closed": gap_closed(entry["gold_score"], sft["gold_score"], writers["gold_score"])}
+           "gap_closed": gap_closed(entry["gold_score"], sft["gold_score"], writers["gold_score"]),
+           "gap_closed_se": gap_closed_se(entry["scores"], sft["scores"], sft["gold_score"], writers["gold_score"])}
     if "kl" in entry:
         row["kl_to_sft"] = entry["kl"]
     return row
@@ -188,16 +208,17 @@ def summary_text(report: dict) -> str:
     if report.get("peak_gpu_memory_gb") is not None:
         lines.append(f"peak GPU memory {report['peak_gpu_memory_gb']:.2f} GB")
     lines += ["", f"gold judge on {report['n_eval_prompts']} held-out prompts (gap: share of the way from "
-              "SFT to the writers; win: among prompts where the two differ, beside the share of ties; "
+              "SFT to the writers, ± its standard error over prompts; win: among prompts where the two differ, beside the share of ties; "
               "win 1/2: ties count half; KL in nats per response)"]
-    header = (f"{'model':<15}{'decoding':<9}{'gold':>7}{'gap':>7}{'accept':>8}{'win':>7}{'ties':>6}"
+    header = (f"{'model':<15}{'decoding':<9}{'gold':>7}{'gap':>7}{'±':>5}{'accept':>8}{'win':>7}{'ties':>6}"
               f"{'win 1/2':>8}{'made up':>8}{'KL':>7}")
     lines.append(header)
     for decoding in ("sampled", "greedy"):
         for name, row in report["results"][decoding].items():
             label = "writers*" if name == "writers" else model_label(name)
             kl = f"{row['kl_to_sft']:>7.2f}" if "kl_to_sft" in row else f"{'':>7}"
-            lines.append(f"{label:<15}{decoding:<9}{row['gold_score']:>7.3f}{row['gap_closed']:>7.2f}"
+            se = f"{row['gap_closed_se']:>5.2f}" if "gap_closed_se" in row else f"{'':>5}"
+            lines.append(f"{label:<15}{decoding:<9}{row['gold_score']:>7.3f}{row['gap_closed']:>7.2f}{se}"
                          f"{row['acceptable']:>8.3f}{row['win_rate_untied']:>7.3f}{row['tie_share']:>6.2f}"
                          f"{row['win_rate_vs_sft']:>8.3f}{row['hallucination']:>8.2f}{kl}")
     if any("writers" in rows for rows in report["results"].values()):

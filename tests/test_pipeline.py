@@ -302,3 +302,54 @@ def test_ppo_budget_benchmark_reports_the_pipelines_headline_numbers(tmp_path):
     table, sft_table = ev["greedy"]["ppo"]["table"], ev["greedy"]["sft"]["table"]
     worst = min(table[f]["score"] - sft_table[f]["score"] for f in table if f != "all")
     assert row["result"]["greedy:worst_family_change"][0] == pytest.approx(worst, abs=1e-4)
+
+
+def test_ppo_curve_part_way_point_is_the_shorter_runs_policy(tmp_path):
+    """benchmarks/ppo_curve.py at the ci scale: a run twice the preset's length, evaluated part-way
+    at the preset's number of batches, gives the policy the PPO stage trains with the preset (same
+    gold scores and KL), so one long run draws the whole curve; best-of-4 on its curve is
+    the pipeline's best-of-16 (with one sample per prompt, as the pipeline draws)."""
+    import importlib.util
+
+    from rlhf_minimal.ppo import PPOConfig, ppo_policy
+
+    spec = importlib.util.spec_from_file_location("ppo_curve", ROOT / "benchmarks" / "ppo_curve.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    steps = PPOConfig.preset("ci").steps
+    out = tmp_path / "curve.json"
+    assert script.main(["--scale", "ci", "--steps", str(2 * steps), "--at", f"{steps},{2 * steps}",
+                        "--samples", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [p["batches"] for p in report["ppo_points"]] == [steps, 2 * steps]
+    _, _, _, info = ppo_policy("ci", 0)
+    ev, point = info["evaluation"], report["ppo_points"][0]
+    for decoding in ("sampled", "greedy"):
+        assert point[decoding]["gold_score"] == pytest.approx(ev[decoding]["ppo"]["gold_score"], abs=1e-6)
+        assert report["sft_gold"][decoding] == pytest.approx(ev[decoding]["sft"]["gold_score"], abs=1e-6)
+    assert point["sampled"]["kl"] == pytest.approx(ev["sampled"]["ppo"]["kl"], abs=1e-3)
+    sixteen = report["best_of_n"]["n"].index(16)
+    assert report["best_of_n"]["gold_score"][sixteen] == pytest.approx(ev["sampled"]["best_of_16"]["gold_score"], abs=1e-6)
+    assert report["best_of_n"]["se_gap"][0] > 0
+    assert report["ppo_points"][1]["sampled"]["gold_score"] != point["sampled"]["gold_score"]
+
+
+def test_gap_closed_se_is_the_paired_standard_error_over_the_span():
+    """gap_closed_se against statistics.stdev: the spread of the per-prompt differences to SFT,
+    over the square root of the number of prompts, in units of the SFT-to-writers span."""
+    import random
+    import statistics
+
+    from rlhf_minimal.pipeline import gap_closed_se, standard_error
+
+    rng = random.Random(3)
+    sft = [rng.choice([0.0, 0.5, 1.0]) for _ in range(200)]
+    model = [min(1.0, s + rng.choice([0.0, 0.0, 0.5])) for s in sft]
+    diffs = [m - s for m, s in zip(model, sft)]
+    want = statistics.stdev(diffs) / len(diffs) ** 0.5
+    assert standard_error(model, sft) == pytest.approx(want, rel=1e-9)
+    assert standard_error(model) == pytest.approx(statistics.stdev(model) / 200 ** 0.5, rel=1e-9)
+    assert gap_closed_se(model, sft, 0.4, 0.9) == pytest.approx(want / 0.5, abs=1e-4)
+    assert gap_closed_se(sft, sft, 0.4, 0.9) == 0.0  # a model identical to SFT on every prompt
+    with pytest.raises(ValueError):
+        standard_error([1.0])
