@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, when not installed
 
 from rlhf_minimal.evaluate import best_of_n, generate_responses, gold_entry, scores_only, sequence_kl  # noqa: E402
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
     _, log = train_ppo(sft, rm, tokenizer, list(world.splits["rl"]), cfg, args.seed, judge=judge, after_batch=evaluate)
     out = args.out or f"ppo_curve_{args.scale}_seed{args.seed}.json"
     Path(out).write_text(json.dumps({
-        "scale": args.scale, "seed": args.seed, "settings": settings, "ppo": asdict(cfg), "samples_per_prompt": m,
+        "scale": args.scale, "seed": args.seed, "torch_threads": torch.get_num_threads(), "settings": settings, "ppo": asdict(cfg), "samples_per_prompt": m,
         "n_prompts": len(tasks), "sft_gold": {d: base[d]["gold_score"] for d in base}, "writers_gold": writers,
         "best_of_n": {k: v for k, v in curve.items() if k != "per_prompt"}, "ppo_points": points,
         "train_log": log}, indent=1))

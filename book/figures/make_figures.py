@@ -405,6 +405,42 @@ def ppo_settings(path: Path = HERE / "ppo_settings.png") -> Path:
     return path
 
 
+def ppo_budget(path: Path = HERE / "ppo_budget.png") -> Path:
+    """PPO's gap closed against its rollout batches (one long run per world, evaluated part-way with
+    four samples per prompt, ± one standard error), beside best-of-4 and best-of-16 from the same
+    reward model (benchmarks/ppo_curve.py at the cpu scale)."""
+    import json
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained", sharey=True)
+    for ax, seed in zip(axes, (0, 1)):
+        report = json.loads((RESULTS / f"ppo_curve_cpu_seed{seed}_on_cpu2.json").read_text())
+        points, bon = report["ppo_points"], report["best_of_n"]
+        x = [p["batches"] for p in points]
+        for n, colour, dash in ((4, OKABE_ITO["sky_blue"], "--"), (16, OKABE_ITO["blue"], ":")):
+            i = bon["n"].index(n)
+            ax.axhspan(bon["gap"][i] - bon["se_gap"][i], bon["gap"][i] + bon["se_gap"][i],
+                       color=_tint(colour, 0.25), linewidth=0)
+            ax.axhline(bon["gap"][i], color=colour, linestyle=dash, linewidth=1.6,
+                       label=f"best-of-{n} (KL {bon['kl'][i]:.2f})")
+        ax.errorbar(x, [p["sampled"]["gap"] for p in points], yerr=[p["sampled"]["se_gap"] for p in points],
+                    color=OKABE_ITO["vermillion"], marker="o", capsize=3, label="PPO, sampled")
+        ax.plot(x, [p["greedy"]["gap"] for p in points], color=OKABE_ITO["bluish_green"], marker="s",
+                linestyle="-.", label="PPO, greedy (against greedy SFT)")
+        for p in points:
+            ax.annotate(f"{p['sampled']['kl']:.2f}", (p["batches"], p["sampled"]["gap"]), fontsize=8,
+                        color=GREY, textcoords="offset points", xytext=(0, 9), ha="center")
+        ax.axvline(120, color=GREY, linewidth=1, linestyle=":")
+        ax.set_title(f"cpu scale, seed {seed} (grey numbers: PPO's KL to SFT)", fontsize=11)
+        ax.set_xlabel("rollout batches of 64 responses (the preset: 120)", fontsize=11.5, color=INK)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("gap closed, SFT (0) to the writers (1)", fontsize=11.5, color=INK)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
 def reward_curve(path: Path = HERE / "reward_curve.png") -> Path:
     """The reward model's agreement with the gold order, and its accuracy on its labelers' labels
     beside their ceiling, against the number of training comparisons, for three kinds of label and
@@ -444,7 +480,7 @@ def reward_curve(path: Path = HERE / "reward_curve.png") -> Path:
 
 
 def main() -> None:
-    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve):
+    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve, ppo_budget):
         print("wrote", make())
 
 
