@@ -180,7 +180,7 @@ def _run_loop(loop, policy, tokenizer, batches, cfg, loss=dpo_loss):
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)  # the loop must set cfg.lr's schedule
     recorded = []
     loop(policy, optimizer, tokenizer, batches, cfg, DPOPieces(dpo_loss=loss), Precision("cpu"),
-         lambda step, loss, logprobs, b: recorded.append((step, round(float(loss), 5))))
+         lambda step, loss, logprobs, b: recorded.append((step, round(float(loss.detach()), 5))))
     return torch.cat([p.detach().flatten() for p in policy.parameters()]), recorded
 
 
