@@ -8,7 +8,8 @@ answers ranked by simulated labelers) -> ``reward`` (stage 2, the pairwise loss)
 
 Around it: ``evaluate`` scores and compares policies; ``scale`` holds every scale's presets in one
 table (``scale.PRESETS``); ``device`` chooses the device and reads the environment once per run;
-``cache`` keeps each stage's output, keyed by its configuration and the code it imports; ``train``
+``cache`` keeps each stage's output, keyed by its configuration and the code it imports (and
+``pieces`` by the source of a student's pieces, labs 4, 5 and 11); ``train``
 has what every stage shares (seeding, optimizer, schedule, precision, the NaN guard); ``graphs``
 replays steps from CUDA graphs without changing them (a performance switch, off by default).
 Beyond the core: ``dpo``, ``hallucination``, ``generalization``, ``overoptimization``, ``hf``,

@@ -13,6 +13,9 @@ loss on the policy alone (eq-dpo-loss)::
 sequence log-probability sums the response tokens and EOS at temperature 1; pairs of one prompt
 share a batch and every prompt weighs the same, as in our reward model; the reference log-probs
 are computed once before training (the reference is frozen), not at every step.
+
+:class:`DPOPieces` holds what lab 11 has students write, the loss and the training loop
+(:func:`dpo_loop`); by default the package's own, passed down from :func:`dpo_policy`.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import copy
 import random
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +33,7 @@ from .device import RunSettings, pick_device, run_settings
 from .evaluate import against_sft, compare_policies, win_share
 from .judge import GoldJudge
 from .model import GPT
+from .pieces import pieces_key
 from .preference import group_by_prompt, pair_indices, prompt_batches, validate_comparisons
 from .scale import current_scale, preset
 from .tokenizer import Tokenizer
@@ -55,19 +60,23 @@ class DPOConfig:
         return DPOConfig(**preset(scale, "dpo"))
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float, weights: torch.Tensor | None = None):
-    """eq-dpo-loss on sequence log-probabilities (one entry per pair).
+def implicit_reward(policy_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, beta: float) -> torch.Tensor:
+    """eq-dpo-reward without its ``beta log Z(x)`` (the same for every response to a prompt):
+    ``beta (log pi(y|x) - log pi_ref(y|x))``, one per response."""
+    return beta * (policy_logprobs - ref_logprobs)
 
-    Returns ``(loss, chosen_rewards, rejected_rewards)``; the rewards are the implicit rewards
-    ``beta (log pi - log pi_ref)``, detached, for logging. ``weights`` (one per pair) makes the
-    loss a weighted mean, as in :func:`rlhf_minimal.reward.pairwise_loss`.
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """eq-dpo-loss on sequence log-probabilities (one entry per pair): the mean over pairs of
+    ``-log sigmoid(implicit reward of the chosen - implicit reward of the rejected)``.
+    ``weights`` (one per pair) makes it a weighted mean, sum(w l) / sum(w), as in
+    :func:`rlhf_minimal.reward.pairwise_loss`.
     """
-    chosen = beta * (policy_chosen - ref_chosen)
-    rejected = beta * (policy_rejected - ref_rejected)
+    chosen = implicit_reward(policy_chosen, ref_chosen, beta)
+    rejected = implicit_reward(policy_rejected, ref_rejected, beta)
     losses = -F.logsigmoid(chosen - rejected)
-    loss = losses.mean() if weights is None else (weights * losses).sum() / weights.sum()
-    return loss, chosen.detach(), rejected.detach()
+    return losses.mean() if weights is None else (weights * losses).sum() / weights.sum()
 
 
 def response_logprobs(model: GPT, tokenizer: Tokenizer, prompts: list[str], responses: list[str],
@@ -87,14 +96,66 @@ def response_logprobs(model: GPT, tokenizer: Tokenizer, prompts: list[str], resp
     return (picked * keep).sum(-1)
 
 
+@dataclass
+class DPOBatch:
+    """One batch of whole prompts: their responses one after the other, and the pairs among them."""
+
+    prompts: list[str]          # one per response
+    responses: list[str]        # the batch's responses, prompt after prompt
+    chosen: torch.Tensor        # [pairs] position of each pair's chosen response in ``responses``
+    rejected: torch.Tensor      # [pairs] position of its rejected response
+    weights: torch.Tensor       # [pairs] 1 / (prompts * the prompt's pairs): every prompt weighs the same
+    ref_logprobs: torch.Tensor  # [responses] log pi_ref(response | prompt), computed once
+
+
+def dpo_batch(groups: list[dict], device) -> DPOBatch:
+    """A :class:`DPOBatch` of :func:`group_by_prompt` groups that carry their reference log-probs (``ref``)."""
+    chosen, rejected, weights = (t.to(device) for t in pair_indices(groups))
+    return DPOBatch([g["prompt"] for g in groups for _ in g["responses"]],
+                    [r for g in groups for r in g["responses"]], chosen, rejected, weights,
+                    torch.cat([g["ref"] for g in groups]))
+
+
+def dpo_loop(policy: GPT, optimizer, tokenizer: Tokenizer, batches: list[DPOBatch], cfg: DPOConfig,
+             pieces: "DPOPieces", precision: Precision, record) -> None:
+    """The training loop over the comparisons: for each batch, the learning rate of the schedule,
+    the policy's sequence log-probabilities, eq-dpo-loss (``pieces.dpo_loss``), ``record(step, loss,
+    logprobs, batch)`` (which logs the step and stops on NaN), backward, clipping and a step."""
+    for step, b in enumerate(batches):
+        set_lr(optimizer, cosine_lr(step, len(batches), cfg.lr, cfg.warmup))
+        with precision.autocast():
+            logprobs = response_logprobs(policy, tokenizer, b.prompts, b.responses)
+            loss = pieces.dpo_loss(logprobs[b.chosen], logprobs[b.rejected], b.ref_logprobs[b.chosen],
+                                   b.ref_logprobs[b.rejected], cfg.beta, b.weights)
+        record(step, loss, logprobs, b)
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward(loss)
+        precision.clip_grad_norm(policy, optimizer, 1.0)
+        precision.step(optimizer)
+
+
+@dataclass(frozen=True)
+class DPOPieces:
+    """The pieces of DPO that lab 11 has students write. The defaults are the package's own; a run
+    with other pieces gets its own cache entry (:func:`~rlhf_minimal.pieces.pieces_key`)."""
+
+    dpo_loss: Callable = dpo_loss        # eq-dpo-loss: (pc, pr, rc, rr, beta, weights=None) -> loss
+    training_loop: Callable = dpo_loop   # (policy, optimizer, tokenizer, batches, cfg, pieces, precision, record)
+
+
+DPO_PIECES = DPOPieces()
+
+
 def train_dpo(sft: GPT, tokenizer: Tokenizer, rows, cfg: DPOConfig, seed: int = 0,
-              device=None, settings: RunSettings | None = None) -> tuple[GPT, dict]:
+              device=None, settings: RunSettings | None = None,
+              pieces: DPOPieces = DPO_PIECES) -> tuple[GPT, dict]:
     """Train a copy of ``sft`` with eq-dpo-loss on comparison ``rows`` (with ``prompt_id``); the
     frozen ``sft`` is the reference.
 
     The log holds, per step: the loss, the implicit reward margin (chosen minus rejected) and the
     share of pairs whose implicit reward puts the chosen response first. ``settings`` (precision)
-    default to the device's own (:func:`rlhf_minimal.device.run_settings`).
+    default to the device's own (:func:`rlhf_minimal.device.run_settings`). ``pieces`` (the loss
+    and the loop) default to the package's own; lab 11 passes the student's.
     """
     validate_comparisons(rows)
     settings = settings or RunSettings(pick_device(device))
@@ -110,32 +171,23 @@ def train_dpo(sft: GPT, tokenizer: Tokenizer, rows, cfg: DPOConfig, seed: int = 
     policy = copy.deepcopy(sft).to(device).train()
     optimizer = make_optimizer(policy, cfg.lr, weight_decay=0.0)
     precision, guard = Precision(device, settings.precision), FiniteGuard("DPO", device)
-    total = -(-len(groups) // cfg.prompts_per_batch) * cfg.epochs
+    rng = random.Random(seed)
+    batches = [dpo_batch(batch, device) for _ in range(cfg.epochs)
+               for batch in prompt_batches(groups, cfg.prompts_per_batch, rng)]
     log = {"step": [], "loss": [], "margin": [], "accuracy": [], "n_prompts": len(groups), "n_pairs": len(rows)}
     stats = []
-    rng = random.Random(seed)
-    step, start = 0, time.time()
-    bar = progress(total=total, desc="DPO")
-    for _ in range(cfg.epochs):
-        for batch in prompt_batches(groups, cfg.prompts_per_batch, rng):
-            set_lr(optimizer, cosine_lr(step, total, cfg.lr, cfg.warmup))
-            prompts = [g["prompt"] for g in batch for _ in g["responses"]]
-            responses = [r for g in batch for r in g["responses"]]
-            chosen, rejected, weights = (t.to(device) for t in pair_indices(batch))
-            ref_lp = torch.cat([g["ref"] for g in batch])
-            with precision.autocast():
-                lp = response_logprobs(policy, tokenizer, prompts, responses, device)
-                loss, r_c, r_r = dpo_loss(lp[chosen], lp[rejected], ref_lp[chosen], ref_lp[rejected],
-                                          cfg.beta, weights)
-            guard(loss, step)
-            optimizer.zero_grad(set_to_none=True)
-            precision.backward(loss)
-            precision.clip_grad_norm(policy, optimizer, 1.0)
-            precision.step(optimizer)
-            stats.append(torch.stack([loss.detach().float(), (r_c - r_r).mean(), win_share(r_c, r_r)]))
-            log["step"].append(step)
-            step += 1
-            bar.update(1)
+    start = time.time()
+    bar = progress(total=len(batches), desc="DPO")
+
+    def record(step: int, loss: torch.Tensor, logprobs: torch.Tensor, b: DPOBatch) -> None:
+        guard(loss, step)
+        r_c = implicit_reward(logprobs[b.chosen].detach(), b.ref_logprobs[b.chosen], cfg.beta)
+        r_r = implicit_reward(logprobs[b.rejected].detach(), b.ref_logprobs[b.rejected], cfg.beta)
+        stats.append(torch.stack([loss.detach().float(), (r_c - r_r).mean(), win_share(r_c, r_r)]))
+        log["step"].append(step)
+        bar.update(1)
+
+    pieces.training_loop(policy, optimizer, tokenizer, batches, cfg, pieces, precision, record)
     guard.close()
     bar.close()
     if stats:
@@ -162,13 +214,15 @@ def implicit_reward_accuracy(policy: GPT, ref: GPT, tokenizer: Tokenizer, rows, 
     return round(win_share(gap, torch.zeros_like(gap)).item(), 4)
 
 
-def dpo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None, **overrides):
+def dpo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
+               pieces: DPOPieces = DPO_PIECES, **overrides):
     """The DPO policy for ``scale`` and ``seed`` (cached), trained from the cached SFT model on the
     reward model's training comparisons (the very pairs the reward model learned from).
 
     Returns ``(world, tokenizer, policy GPT, info)``; ``info`` holds the training log and the
     evaluation on held-out prompts (SFT and DPO, sampled and greedy, as for PPO) plus the implicit
-    reward's accuracy on the held-out comparisons.
+    reward's accuracy on the held-out comparisons. ``pieces`` (:class:`DPOPieces`) train with
+    other functions than the package's, lab 11's student's: the run is cached under its own key.
     """
     from datasets import load_from_disk
 
@@ -181,12 +235,14 @@ def dpo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
     cfg = DPOConfig(**{**asdict(DPOConfig.preset(scale)), **overrides})
     stage_cfg = {"scale": scale, "seed": seed, "world": asdict(world.config), "dpo": asdict(cfg),
                  "reward": config_json(rm_info["config"])}
+    if pieces_key(pieces, DPO_PIECES):
+        stage_cfg["pieces"] = pieces_key(pieces, DPO_PIECES)
     settings = run_settings(device)
 
     def build(folder):
         rows = load_from_disk(rm_info["comparisons"]).to_list()
         held = load_from_disk(rm_info["heldout_comparisons"]).to_list()
-        policy, log = train_dpo(sft, tokenizer, rows, cfg, seed, settings=settings)
+        policy, log = train_dpo(sft, tokenizer, rows, cfg, seed, settings=settings, pieces=pieces)
         tasks = [t for t in world.splits["eval"] if t.lang == "a"]
         result = compare_policies({"sft": sft, "dpo": policy}, GoldJudge(world), tokenizer, tasks, sft,
                                   cfg.temperature, cfg.max_new_tokens, seed + 100)

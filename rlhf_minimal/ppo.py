@@ -16,6 +16,8 @@ The pieces, each a function named after the book's equation:
 * :class:`AdaptiveKL` (eq-adaptive-kl): Ziegler et al.'s proportional controller towards a target KL.
 * :func:`ppo_update`: the whole update on one screen (minibatches, forward, the three losses,
   backward, clipping, optimizer step); :func:`train_ppo` alternates rollouts and updates.
+* :class:`PPOPieces`: the functions lab 5 has students write (the KL reward, GAE, the clipped loss
+  and the minibatch step); by default the package's own, passed down from :func:`ppo_policy`.
 
 The evaluation (best-of-n, head-to-head win rates, KL to SFT) is in :mod:`rlhf_minimal.evaluate`.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +46,7 @@ from .evaluate import evaluate_ppo
 from .graphs import GraphedStep, graph_training, make_graph_optimizer
 from .judge import GoldJudge
 from .model import GPT
+from .pieces import pieces_key
 from .reward import LikelihoodReward
 from .sampling import generate, token_logprobs
 from .scale import current_scale, preset
@@ -220,6 +224,24 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
 
 
+@dataclass(frozen=True)
+class PPOPieces:
+    """The pieces of PPO that lab 5 has students write. The defaults are the package's own; a run
+    with other pieces gets its own cache entry (:func:`~rlhf_minimal.pieces.pieces_key`)."""
+
+    per_token_rewards: Callable = per_token_rewards  # eq-ppo-reward: (scores, logprobs, ref_logprobs,
+                                                     #   mask, beta) -> (rewards, kl)
+    gae: Callable = gae                              # eq-gae: (rewards, values, mask, gamma, lam)
+                                                     #   -> (advantages, returns)
+    policy_loss: Callable = policy_loss              # eq-ppo-clip: (logprobs, old_logprobs, advantages,
+                                                     #   mask, clip_eps) -> loss
+    minibatch_step: Callable | None = None           # None: ppo_update's own step; else (policy, optimizer,
+                                                     #   mb, cfg, pieces, precision) -> step_stats(...)
+
+
+PPO_PIECES = PPOPieces()
+
+
 class FixedKL:
     def __init__(self, kl_coef: float):
         self.value = kl_coef
@@ -282,10 +304,10 @@ class Rollout:
 @torch.no_grad()
 def rollout(policy: PolicyWithValue, ref: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig,
             kl_coef: float, generator: torch.Generator, prompt_width: int | None = None,
-            graphs: bool = False) -> Rollout:
-    """Sample one batch and compute everything the updates need (eq-ppo-reward, eq-gae).
-    ``prompt_width`` pads every batch's prompts to one width and ``graphs`` replays each token
-    from a CUDA graph (see :func:`rlhf_minimal.sampling.generate`)."""
+            graphs: bool = False, pieces: PPOPieces = PPO_PIECES) -> Rollout:
+    """Sample one batch and compute everything the updates need (eq-ppo-reward, eq-gae, with
+    ``pieces``). ``prompt_width`` pads every batch's prompts to one width and ``graphs`` replays
+    each token from a CUDA graph (see :func:`rlhf_minimal.sampling.generate`)."""
     device = next(policy.parameters()).device
     prompts = [tokenizer.encode(t.prompt) for t in tasks]
     room = policy.lm.config.max_len - max(prompt_width or 0, *(len(p) for p in prompts))
@@ -310,9 +332,9 @@ def rollout(policy: PolicyWithValue, ref: GPT, rm, tokenizer, tasks: list[Task],
     texts = [tokenizer.decode(row) for row in response.tolist()]
     rm_scores = rm.score([t.prompt for t in tasks], texts).to(device)
     scores = torch.where(has_eos, rm_scores, torch.full_like(rm_scores, cfg.no_eos_penalty))
-    rewards, kl = per_token_rewards(group_baseline(scores, cfg.group_size), logprobs, ref_logprobs,
-                                    mask, kl_coef)
-    advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+    rewards, kl = pieces.per_token_rewards(group_baseline(scores, cfg.group_size), logprobs, ref_logprobs,
+                                           mask, kl_coef)
+    advantages, returns = pieces.gae(rewards, values, mask, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
         advantages = whiten(advantages, mask)
     return Rollout(ids, attn, response, mask, logprobs, ref_logprobs, values, advantages, returns,
@@ -342,15 +364,31 @@ def pad_rollout(batch: Rollout, prompt_width: int, response_width: int, pad_id: 
 
 
 # --------------------------------------------------------------------------- the update
+@torch.no_grad()
+def step_stats(loss, pg_loss, vf_loss, entropy, logprobs: torch.Tensor, mb: Rollout, cfg: PPOConfig) -> dict:
+    """What one minibatch step reports, detached: its losses and entropy, and how far the new
+    policy's ``logprobs`` moved from the sampling policy's: the share of clipped tokens, the
+    approximate KL (k3: unbiased, never < 0) and the mean ratio."""
+    mask = mb.mask.float()
+    log_ratio = logprobs - mb.logprobs
+    ratio = log_ratio.exp()
+    return {"loss": loss.detach(), "policy_loss": pg_loss.detach(), "value_loss": vf_loss.detach(),
+            "entropy": entropy.detach(),
+            "clip_fraction": masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), mask),
+            "approx_kl": masked_mean(ratio - 1 - log_ratio, mask), "ratio": masked_mean(ratio, mask)}
+
+
 def ppo_update(policy: PolicyWithValue, optimizer, batch: Rollout, cfg: PPOConfig,
                generator: torch.Generator, step: int = 0, precision: Precision | None = None,
-               guard: FiniteGuard | None = None, graphed: GraphedStep | None = None) -> dict:
+               guard: FiniteGuard | None = None, graphed: GraphedStep | None = None,
+               pieces: PPOPieces = PPO_PIECES) -> dict:
     """``ppo_epochs`` passes of shuffled minibatches over one rollout batch: the loss
     eq-ppo-clip + vf_coef * eq-value-clip - entropy_coef * entropy, then backward, clipping and an
     optimizer step. Returns the statistics averaged over the minibatches.
 
     ``graphed`` (a :class:`~rlhf_minimal.graphs.GraphedStep` kept across updates by
     :func:`train_ppo`) replays ``minibatch_step`` from CUDA graphs; it computes the same step.
+    ``pieces.minibatch_step``, when given (lab 5's), takes the place of ``minibatch_step``.
     """
     precision = precision or Precision(batch.ids.device)
     guard = guard or FiniteGuard("PPO", batch.ids.device)
@@ -361,24 +399,19 @@ def ppo_update(policy: PolicyWithValue, optimizer, batch: Rollout, cfg: PPOConfi
             logits, values = policy(mb.ids, mb.attn)
         logits, values = logits[:, P - 1:-1].float(), values[:, P - 1:-1].float()
         logprobs = token_logprobs(logits, mb.response, cfg.temperature)
-        pg_loss = policy_loss(logprobs, mb.logprobs, mb.advantages, mask, cfg.clip_eps)
+        pg_loss = pieces.policy_loss(logprobs, mb.logprobs, mb.advantages, mask, cfg.clip_eps)
         vf_loss = value_loss(values, mb.values, mb.returns, mask, cfg.value_clip)
         entropy = masked_mean(entropy_from_logits(logits, cfg.temperature), mask)
         loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
-        with torch.no_grad():
-            log_ratio = logprobs - mb.logprobs
-            ratio = log_ratio.exp()
-            stats = {"policy_loss": pg_loss, "value_loss": vf_loss, "entropy": entropy,
-                     "clip_fraction": masked_mean(((ratio - 1).abs() > cfg.clip_eps).float(), mask),
-                     "approx_kl": masked_mean(ratio - 1 - log_ratio, mask),  # k3: unbiased, never < 0
-                     "ratio": masked_mean(ratio, mask)}
         optimizer.zero_grad(set_to_none=True)
         precision.backward(loss)
         precision.clip_grad_norm(policy, optimizer, cfg.max_grad_norm)
         precision.step(optimizer)
-        return {"loss": loss.detach(), **{name: value.detach() for name, value in stats.items()}}
+        return step_stats(loss, pg_loss, vf_loss, entropy, logprobs, mb, cfg)
 
-    train_step = minibatch_step if graphed is None else graphed.wrap(minibatch_step)
+    own = pieces.minibatch_step  # lab 5's step, written by the student, in place of minibatch_step
+    train_step = minibatch_step if own is None else lambda mb: own(policy, optimizer, mb, cfg, pieces, precision)
+    train_step = train_step if graphed is None else graphed.wrap(train_step)
     policy.train()
     n, history = batch.ids.size(0), []
     for _ in range(cfg.ppo_epochs):
@@ -394,7 +427,8 @@ def ppo_update(policy: PolicyWithValue, optimizer, batch: Rollout, cfg: PPOConfi
 # --------------------------------------------------------------------------- training
 def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: int = 0,
               device=None, judge: GoldJudge | None = None,
-              settings: RunSettings | None = None, after_batch=None) -> tuple[PolicyWithValue, dict]:
+              settings: RunSettings | None = None, after_batch=None,
+              pieces: PPOPieces = PPO_PIECES) -> tuple[PolicyWithValue, dict]:
     """Train a policy from ``sft`` against the reward model ``rm`` on the prompts ``tasks``.
 
     ``rm`` is anything with ``score(prompts, responses) -> tensor`` (normalised rewards); ``judge``
@@ -402,6 +436,8 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
     default to the device's own (:func:`rlhf_minimal.device.run_settings`). ``after_batch``
     (optional) is called as ``after_batch(batches_done, policy)`` after each update, for example to
     evaluate the policy part-way (``benchmarks/ppo_curve.py``); it must leave the policy as it found it.
+    ``pieces`` (:class:`PPOPieces`) default to the package's own; lab 5 passes the student's (a
+    student's minibatch step runs without CUDA graphs).
 
     The log holds one entry per rollout batch: reward-model score, gold score of the sampled
     responses (evaluation only, never used for training), KL to the reference, beta, entropy, clip
@@ -428,7 +464,7 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
         fused=True if device.type == "cuda" else None)
     # CUDA graphs (off on the CPU): every rollout padded to one shape, so one recorded step serves all
     graphed = None
-    if graph_training(settings, precision):
+    if graph_training(settings, precision) and pieces.minibatch_step is None:
         optimizer, graphed = make_graph_optimizer(optimizer), GraphedStep(None, device)
     longest_prompt = max(len(tokenizer.encode(t.prompt)) for t in tasks)
     fits = longest_prompt + cfg.max_new_tokens <= policy.lm.config.max_len
@@ -450,9 +486,10 @@ def train_ppo(sft: GPT, rm, tokenizer, tasks: list[Task], cfg: PPOConfig, seed: 
             batch_tasks += [tasks[order[cursor]]] * cfg.group_size  # a group's members side by side
             cursor += 1
         batch = rollout(policy, ref, rm, tokenizer, batch_tasks, cfg, controller.value, sampler,
-                        prompt_width, settings.cuda_graphs)
+                        prompt_width, settings.cuda_graphs, pieces)
         update_batch = batch if fixed is None else pad_rollout(batch, *fixed, tokenizer.pad_id)
-        stats = ppo_update(policy, optimizer, update_batch, cfg, generator, step, precision, guard, graphed)
+        stats = ppo_update(policy, optimizer, update_batch, cfg, generator, step, precision, guard, graphed,
+                           pieces)
         kl_per_response = batch.kl.sum(-1).mean().item()
         gold = ([judge.score(t, r).score for t, r in zip(batch_tasks, batch.texts)]
                 if judge is not None else [float("nan")])
@@ -482,7 +519,7 @@ REWARD_SOURCES = ("model", "likelihood")
 
 def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
                size: str = "medium", reward: dict | None = None, reward_source: str = "model",
-               **overrides):
+               pieces: PPOPieces = PPO_PIECES, **overrides):
     """The PPO policy for ``scale`` and ``seed`` (cached), trained from the cached SFT and reward
     models on the RL prompts. ``overrides`` change fields of :class:`PPOConfig`. ``size`` (small,
     medium, large) starts from the SFT model of that size; every size trains against the same
@@ -491,6 +528,8 @@ def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
     (for example ``{"priority": HELPFUL_FIRST}`` or ``{"max_prompts": 100}``).
     ``reward_source="likelihood"`` trains the sharpening control instead: PPO against the SFT
     model's own likelihood (:class:`LikelihoodReward`), with everything else the same.
+    ``pieces`` (:class:`PPOPieces`) train with other functions than the package's, lab 5's
+    student's: the run is cached under its own key and evaluated like the package's.
 
     Returns ``(world, tokenizer, policy GPT, info)``; ``info`` holds the training log and the
     evaluation on held-out prompts: SFT, PPO, best-of-4 and best-of-16, sampled and greedy (gold
@@ -508,6 +547,8 @@ def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
     cfg = PPOConfig(**{**asdict(PPOConfig.preset(scale)), **overrides})
     stage_cfg = {"scale": scale, "seed": seed, "size": size, "world": asdict(world.config), "ppo": asdict(cfg),
                  "reward_source": reward_source, "reward": config_json(rm_info["config"])}
+    if pieces_key(pieces, PPO_PIECES):
+        stage_cfg["pieces"] = pieces_key(pieces, PPO_PIECES)
     settings = run_settings(device)
 
     def build(folder):
@@ -518,7 +559,7 @@ def ppo_policy(scale: str | None = None, seed: int = 0, fresh: bool = False, dev
             samples = [r[0] for r in sample_k(sft, tokenizer, fit, 2, cfg.temperature, cfg.max_new_tokens, seed)]
             reward = LikelihoodReward(sft, tokenizer).fit_normalisation([t.prompt for t in fit], samples)
         policy, log = train_ppo(sft, reward, tokenizer, list(world.splits["rl"]), cfg, seed,
-                                judge=judge, settings=settings)
+                                judge=judge, settings=settings, pieces=pieces)
         evaluation = evaluate_ppo(policy.lm, sft, rm, tokenizer, world, cfg, seed)
         save_checkpoint(folder, policy.lm, {"stage": stage_cfg}, log=log, evaluation=evaluation)
 

@@ -29,6 +29,7 @@ import json
 import random
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,7 @@ from .cache import cached_model, config_json, read_json, save_checkpoint
 from .device import RunSettings, pick_device, run_settings
 from .judge import DEFAULT_PRIORITY, GoldJudge
 from .model import GPT
+from .pieces import pieces_key
 from .evaluate import win_share
 from .preference import (agreement, comparisons_dataset, group_by_prompt, label, label_quality,
                          make_labelers, pair_indices, prompt_batches, sample_k,
@@ -134,11 +136,30 @@ def right_pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Te
     return ids.to(device), mask.to(device)
 
 
-def score_sequences(model: GPT, sequences: list[list[int]], pad_id: int, device) -> torch.Tensor:
-    """Scalar-head output at the last real token of each right-padded sequence."""
-    ids, mask = right_pad(sequences, pad_id, device)
-    values = model(ids, mask)
+def reward_at_last_token(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The reward of each sequence: the scalar head's output ``values [B, T]`` at its last real
+    token (``mask [B, T]``, 1 on real tokens, right or left padding). Returns ``[B]``."""
     return values.gather(1, last_token_index(mask)[:, None]).squeeze(1)
+
+
+@dataclass(frozen=True)
+class RewardPieces:
+    """The pieces of reward-model training that lab 4 has students write. The defaults are the
+    package's own; a run with other pieces gets its own cache entry
+    (:func:`~rlhf_minimal.pieces.pieces_key`)."""
+
+    pairwise_loss: Callable = pairwise_loss               # (chosen, rejected, weights=None) -> loss, eq-rm-loss
+    reward_at_last_token: Callable = reward_at_last_token  # (values [B, T], mask [B, T]) -> rewards [B]
+
+
+REWARD_PIECES = RewardPieces()
+
+
+def score_sequences(model: GPT, sequences: list[list[int]], pad_id: int, device,
+                    read_out: Callable = reward_at_last_token) -> torch.Tensor:
+    """Scalar-head output at the last real token of each right-padded sequence (``read_out``)."""
+    ids, mask = right_pad(sequences, pad_id, device)
+    return read_out(model(ids, mask), mask)
 
 
 class RewardModel:
@@ -212,6 +233,10 @@ class LikelihoodReward(RewardModel):
         return torch.cat(out) if out else torch.zeros(0)
 
 
+class WorseThanChance(ValueError):
+    """The reward model's head orders the validation comparisons worse than chance."""
+
+
 def fit_prior_weight(head: RewardModel, prior: RewardModel, rows) -> dict:
     """eq-reward-prior's weight: a logistic regression without intercept on comparisons ``rows``,
     P(chosen preferred) = sigmoid(c * (delta head + alpha * delta prior)), with the normalised
@@ -239,7 +264,7 @@ def fit_prior_weight(head: RewardModel, prior: RewardModel, rows) -> dict:
     optimizer.step(closure)
     c, both = weights.detach().tolist()
     if c <= 0:
-        raise ValueError(f"the reward model's head orders these {len(rows)} comparisons worse than chance "
+        raise WorseThanChance(f"the reward model's head orders these {len(rows)} comparisons worse than chance "
                          f"(fitted weight {c:.3f}); train it longer or on more comparisons before adding a prior")
     with torch.no_grad():
         loss = -F.logsigmoid(features @ weights).mean().item()
@@ -261,19 +286,23 @@ def truncate(model: GPT, n_layers: int) -> GPT:
     return small.to(next(model.parameters()).device)
 
 
-def _batch_loss(model, tokenizer, groups, margin, device):
+def _batch_loss(model, tokenizer, groups, margin, device, pieces: RewardPieces = REWARD_PIECES):
     """eq-rm-loss over a batch of prompts: every response scored once, the loss averaged over each
-    prompt's pairs and then over prompts, so every prompt weighs the same."""
+    prompt's pairs and then over prompts, so every prompt weighs the same. A margin is subtracted
+    from the chosen rewards (r_c - m - r_r), so that ``pieces.pairwise_loss`` needs no margin."""
     sequences = [encode_pair_text(tokenizer, g["prompt"], r, model.config.max_len)
                  for g in groups for r in g["responses"]]
     chosen, rejected, weights = (t.to(device, non_blocking=True) for t in pair_indices(groups))
-    rewards = score_sequences(model, sequences, tokenizer.pad_id, device).float()
-    return pairwise_loss(rewards[chosen], rewards[rejected], margin, weights=weights)
+    rewards = score_sequences(model, sequences, tokenizer.pad_id, device, pieces.reward_at_last_token).float()
+    chosen_rewards = rewards[chosen] if margin is None else rewards[chosen] - margin
+    return pieces.pairwise_loss(chosen_rewards, rewards[rejected], weights=weights)
 
 
 @torch.no_grad()
 def validation_loss(model, tokenizer, groups, margin, device, prompts_per_batch: int = 32) -> float:
-    """eq-rm-loss over ``groups`` (every prompt weighing the same), without gradient."""
+    """eq-rm-loss over ``groups`` (every prompt weighing the same), without gradient, with the
+    package's own loss and read-out whatever pieces trained the model: a wrong piece cannot grade
+    itself (the loss rises above log 2 when the model ranks the pairs worse than a constant)."""
     was_training = model.training
     model.eval()
     total = 0.0
@@ -285,13 +314,16 @@ def validation_loss(model, tokenizer, groups, margin, device, prompts_per_batch:
 
 
 def train_reward_model(init: GPT, tokenizer: Tokenizer, rows, cfg: RewardConfig, seed: int = 0,
-                       device=None, val_rows=None, settings: RunSettings | None = None) -> tuple[GPT, dict]:
+                       device=None, val_rows=None, settings: RunSettings | None = None,
+                       pieces: RewardPieces = REWARD_PIECES) -> tuple[GPT, dict]:
     """Train a scalar-head copy of ``init`` on comparison ``rows`` (with ``prompt_id``).
 
     Up to ``cfg.epochs`` epochs. With ``val_rows`` (comparisons on other prompts), the validation
     loss is measured after every epoch, training stops once it has not improved for
     ``cfg.patience`` epochs, and the weights of the best epoch are returned (early stopping).
-    ``settings`` (precision) default to the device's own (:func:`rlhf_minimal.device.run_settings`)."""
+    ``settings`` (precision) default to the device's own (:func:`rlhf_minimal.device.run_settings`).
+    ``pieces`` (the loss and the read-out of the reward) default to the package's own (lab 4 passes
+    the student's); they train the model, and the validation loss is always the package's."""
     validate_comparisons(rows)
     settings = settings or RunSettings(pick_device(device))
     device = settings.device
@@ -316,7 +348,7 @@ def train_reward_model(init: GPT, tokenizer: Tokenizer, rows, cfg: RewardConfig,
         for batch in prompt_batches(groups, cfg.prompts_per_batch, rng):
             set_lr(optimizer, cosine_lr(step, total, cfg.lr, cfg.warmup))
             with precision.autocast():
-                loss = _batch_loss(model, tokenizer, batch, cfg.margin, device)
+                loss = _batch_loss(model, tokenizer, batch, cfg.margin, device, pieces)
             guard(loss, step)
             optimizer.zero_grad(set_to_none=True)
             precision.backward(loss)
@@ -421,18 +453,24 @@ def length_and_repetition_probe(rm: RewardModel, judge: GoldJudge, tasks: list[T
 
 
 def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, device=None,
-                 **overrides):
+                 pieces: RewardPieces = REWARD_PIECES, **overrides):
     """The reward model for ``scale`` and ``seed`` (cached), trained from the cached SFT model.
 
     ``overrides`` change fields of :class:`RewardConfig` (for example ``k=2, max_prompts=300``).
     Returns ``(world, tokenizer, RewardModel, info)``; ``info`` holds the training log, the
     held-out evaluation (accuracy, ceiling, agreement, calibration, probes) and the path of the
     comparison data set on disk.
+
+    ``pieces`` (:class:`RewardPieces`) train with other functions than the package's, lab 4's
+    student's: the run is cached under its own key and evaluated like the package's (the
+    evaluation reads rewards with the package's read-out, as every later stage does).
     """
     scale = current_scale(scale)
     world, tokenizer, sft, _ = sft_model(scale, seed, device=device)
     cfg = RewardConfig(**{**asdict(RewardConfig.preset(scale)), **overrides})
     stage_cfg = {"scale": scale, "seed": seed, "world": asdict(world.config), "reward": config_json(cfg)}
+    if pieces_key(pieces, REWARD_PIECES):
+        stage_cfg["pieces"] = pieces_key(pieces, REWARD_PIECES)
     settings = run_settings(device)
 
     def build(folder):
@@ -458,7 +496,7 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
         val_rows = label(val_tasks, val_responses, labelers, seed + 2, cfg.votes)
         held_rows = label(test_tasks, test_responses, labelers, seed, cfg.votes)
         model, log = train_reward_model(init, tokenizer, train_rows, cfg, seed, val_rows=val_rows,
-                                        settings=settings)
+                                        settings=settings, pieces=pieces)
         sft_prompts = [t.prompt for t, rs in zip(train_tasks, train_responses) for _ in rs]
         sft_answers = [r for rs in train_responses for r in rs]
         rm = RewardModel(model, tokenizer).fit_normalisation(sft_prompts, sft_answers)
@@ -466,11 +504,19 @@ def reward_model(scale: str | None = None, seed: int = 0, fresh: bool = False, d
         prior_info = {}
         if cfg.likelihood_prior:
             prior = LikelihoodReward(sft, tokenizer).fit_normalisation(sft_prompts, sft_answers)
-            fit = fit_prior_weight(rm, prior, val_rows)
+            try:
+                fit = fit_prior_weight(rm, prior, val_rows)
+            except WorseThanChance as err:
+                if "pieces" not in stage_cfg:
+                    raise
+                # a student's wrong piece trained a head that ranks backwards: evaluate it as it is
+                print(f"no likelihood prior: {err}")
+                fit = {"skipped": str(err)}
             prior_info = {"prior_fit": fit,
                           "gold_order_head": gold_order_accuracy(rm, test_tasks, test_responses, gold),
                           "gold_order_likelihood": gold_order_accuracy(prior, test_tasks, test_responses, gold)}
-            rm.prior, rm.prior_weight, rm.logit_scale = prior, fit["alpha"], fit["c"]
+            if "skipped" not in fit:
+                rm.prior, rm.prior_weight, rm.logit_scale = prior, fit["alpha"], fit["c"]
         gold_order = gold_order_accuracy(rm, test_tasks, test_responses, gold)
         evaluation = {
             "accuracy": pairwise_accuracy(rm, held_rows),

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from rlhf_minimal.dpo import DPOConfig, dpo_loss, response_logprobs, train_dpo
+from rlhf_minimal.dpo import DPOConfig, dpo_loss, implicit_reward, response_logprobs, train_dpo
 from rlhf_minimal.model import GPT, GPTConfig
 from rlhf_minimal.overoptimization import (
     best_of_n_sweep,
@@ -37,17 +37,17 @@ def test_dpo_loss_matches_the_formula_including_huge_gaps(beta):
     rows = [(-3.0, -5.0, -4.0, -4.5), (-10.0, -1.0, -2.0, -2.0), (-1.0, -900.0, -1.0, -1.0),
             (-900.0, -1.0, -1.0, -1.0)]
     pc, pr, rc, rr = (torch.tensor(c) for c in zip(*rows))
-    loss, r_c, r_r = dpo_loss(pc, pr, rc, rr, beta)
+    loss = dpo_loss(pc, pr, rc, rr, beta)
     expected = sum(_reference_dpo(*row, beta) for row in rows) / len(rows)
     assert torch.isfinite(loss) and loss.item() == pytest.approx(expected, rel=1e-5)
-    assert torch.allclose(r_c, beta * (pc - rc)) and torch.allclose(r_r, beta * (pr - rr))
+    assert torch.allclose(implicit_reward(pc, rc, beta), beta * (pc - rc))
     weights = torch.tensor([1.0, 0.0, 0.0, 0.0])
-    assert dpo_loss(pc, pr, rc, rr, beta, weights)[0].item() == pytest.approx(_reference_dpo(*rows[0], beta), rel=1e-5)
+    assert dpo_loss(pc, pr, rc, rr, beta, weights).item() == pytest.approx(_reference_dpo(*rows[0], beta), rel=1e-5)
 
 
 def test_dpo_loss_is_log2_at_the_reference_and_its_gradient_favours_the_chosen():
     pc, pr = torch.tensor([-2.0], requires_grad=True), torch.tensor([-3.0], requires_grad=True)
-    loss, _, _ = dpo_loss(pc, pr, pc.detach(), pr.detach(), beta=0.1)
+    loss = dpo_loss(pc, pr, pc.detach(), pr.detach(), beta=0.1)
     assert loss.item() == pytest.approx(math.log(2))
     loss.backward()
     assert pc.grad.item() < 0 < pr.grad.item()  # descending raises log pi(chosen), lowers rejected

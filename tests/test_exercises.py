@@ -191,11 +191,35 @@ def _policy_loss(lp, old, a, m, eps, reduce="max", sign=1.0):
     return (per_token * m).sum() / m.sum()
 
 
-def _kl_rewards(s, lp, ref, m, beta, at_last_column=False, mask_kl=True):
+def _kl_rewards(s, lp, ref, m, beta, at_last_column=False, mask_kl=True, kl_mask=True):
     r = -beta * (lp - ref) * (m if mask_kl else 1)
     last = torch.full((len(s),), m.size(1) - 1) if at_last_column else m.sum(-1).long() - 1
     r[torch.arange(len(s)), last] += s
-    return r
+    return r, (lp - ref) * (m if kl_mask else 1)
+
+
+def _minibatch_step(sign=1.0, step=True, zero_grad=True):
+    """Lab 5's minibatch step, with one thing wrong."""
+    from rlhf_minimal.ppo import entropy_from_logits, masked_mean, step_stats, value_loss
+    from rlhf_minimal.sampling import token_logprobs
+
+    def answer(policy, optimizer, mb, cfg, pieces, precision):
+        P, mask = mb.prompt_width, mb.mask.float()
+        logits, values = policy(mb.ids, mb.attn)
+        logits, values = logits[:, P - 1:-1].float(), values[:, P - 1:-1].float()
+        logprobs = token_logprobs(logits, mb.response, cfg.temperature)
+        pg_loss = sign * pieces.policy_loss(logprobs, mb.logprobs, mb.advantages, mask, cfg.clip_eps)
+        vf_loss = value_loss(values, mb.values, mb.returns, mask, cfg.value_clip)
+        entropy = masked_mean(entropy_from_logits(logits, cfg.temperature), mask)
+        loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
+        if zero_grad:
+            optimizer.zero_grad()
+        loss.backward()
+        precision.clip_grad_norm(policy, optimizer, cfg.max_grad_norm)
+        if step:
+            optimizer.step()
+        return step_stats(loss, pg_loss, vf_loss, entropy, logprobs, mb, cfg)
+    return answer
 
 
 def _win_rate(tie_weight=0.5, drop_ties=False, swapped=False):
@@ -262,6 +286,14 @@ PLANTED = [
     Planted("lab04.q1", "log(sigmoid(x)) underflows",
             lambda c, r: -torch.log(torch.sigmoid(c - r)).mean(), ["infinite", "F.logsigmoid"]),
     Planted("lab04.q1", "sign flipped", lambda c, r: -F.logsigmoid(r - c).mean(), ["sign is flipped"]),
+    Planted("lab04.q1", "no weights argument", lambda c, r: -F.logsigmoid(c - r).mean(), ["weights"]),
+    Planted("lab04.q1", "weighted sum, not divided by the weights",
+            lambda c, r, weights=None: (-F.logsigmoid(c - r) * (1 if weights is None else weights)).sum()
+            / (len(c) if weights is None else 1), ["divide by sum(w)"]),
+    Planted("lab04.q3", "the last column", lambda v, m: v[:, -1], ["last column"]),
+    Planted("lab04.q3", "mask.sum() - 1 (right padding only)",
+            lambda v, m: v.gather(1, (m.sum(-1) - 1)[:, None]).squeeze(1), ["left padding"]),
+    Planted("lab04.q3", "the first token", lambda v, m: v[:, 0], ["first token"]),
     Planted("lab04.q2", "all pairs pooled",
             lambda pp: -F.logsigmoid(torch.cat([c for c, _ in pp]) - torch.cat([r for _, r in pp])).mean(),
             ["averaged over all pairs together", "within each prompt"]),
@@ -291,6 +323,16 @@ PLANTED = [
     Planted("lab05.q3", "KL term not masked",
             lambda s, lp, ref, m, beta: _kl_rewards(s, lp, ref, m, beta, mask_kl=False),
             ["padding positions carry a reward"]),
+    Planted("lab05.q3", "the rewards alone, without the KL",
+            lambda s, lp, ref, m, beta: _kl_rewards(s, lp, ref, m, beta)[0], ["tuple (rewards, kl)"]),
+    Planted("lab05.q3", "the KL not masked", lambda s, lp, ref, m, beta: _kl_rewards(s, lp, ref, m, beta, kl_mask=False),
+            ["the per-token KL"]),
+    Planted("lab05.q4", "policy loss with the sign flipped", _minibatch_step(sign=-1.0), ["wrong sign"]),
+    Planted("lab05.q4", "no optimiser step", _minibatch_step(step=False), ["did not move"]),
+    Planted("lab05.q4", "gradients never zeroed", _minibatch_step(zero_grad=False), ["differ from ppo_update's"]),
+    Planted("lab05.q4", "returns the loss alone",
+            lambda policy, optimizer, mb, cfg, pieces, precision: _minibatch_step()(
+                policy, optimizer, mb, cfg, pieces, precision)["loss"], ["return step_stats"]),
     # lab 06: the win rate, and the KV cache's work
     Planted("lab06.q1", "ties count as losses", _win_rate(tie_weight=0.0), ["ties count as losses"]),
     Planted("lab06.q1", "ties count as wins", _win_rate(tie_weight=1.0), ["ties count as full wins"]),
@@ -329,7 +371,7 @@ def test_lab05_package_functions_pass():
     from rlhf_minimal.ppo import gae, per_token_rewards, policy_loss
 
     assert q1.evaluate(gae).status == CORRECT and q2.evaluate(policy_loss).status == CORRECT
-    assert q3.evaluate(lambda s, lp, ref, m, beta: per_token_rewards(s, lp, ref, m, beta)[0]).status == CORRECT
+    assert q3.evaluate(per_token_rewards).status == CORRECT
 
 
 # ----------------------------------------------------------------------------- the guard

@@ -67,6 +67,27 @@ def _dpo(pc, pr, rc, rr, beta, reduce="mean"):
     return losses.mean() if reduce == "mean" else losses.sum()
 
 
+def _dpo_loop(lr=True, step=True, weights=True):
+    """Lab 11's training loop, with one thing wrong."""
+    from rlhf_minimal.dpo import response_logprobs
+    from rlhf_minimal.train import cosine_lr, set_lr
+
+    def answer(policy, optimizer, tokenizer, batches, cfg, pieces, precision, record):
+        for i, b in enumerate(batches):
+            if lr:
+                set_lr(optimizer, cosine_lr(i, len(batches), cfg.lr, cfg.warmup))
+            logprobs = response_logprobs(policy, tokenizer, b.prompts, b.responses)
+            loss = pieces.dpo_loss(logprobs[b.chosen], logprobs[b.rejected], b.ref_logprobs[b.chosen],
+                                   b.ref_logprobs[b.rejected], cfg.beta, b.weights if weights else None)
+            record(i, loss, logprobs, b)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            if step:
+                optimizer.step()
+    return answer
+
+
 PLANTED = [
     # lab 10, q1: the KL of best-of-n
     Planted("lab10.q1", "log n alone", lambda n: math.log(n), ["log n alone", "(n - 1) / n"]),
@@ -104,6 +125,13 @@ PLANTED = [
     Planted("lab11.q1", "divided by beta", lambda pc, pr, rc, rr, beta: _dpo(pc, pr, rc, rr, 1 / beta),
             ["divided by beta"]),
     Planted("lab11.q1", "sum over pairs", lambda pc, pr, rc, rr, beta: _dpo(pc, pr, rc, rr, beta, "sum"), ["mean"]),
+    Planted("lab11.q1", "no weights argument", lambda pc, pr, rc, rr, beta: _dpo(pc, pr, rc, rr, beta), ["weights"]),
+    # lab 11, q3: the training loop
+    Planted("lab11.q3", "no optimiser step", _dpo_loop(step=False), ["did not move"]),
+    Planted("lab11.q3", "the weights left out", _dpo_loop(weights=False), ["b.weights"]),
+    Planted("lab11.q3", "no learning-rate schedule", _dpo_loop(lr=False), ["set_lr"]),
+    Planted("lab11.q3", "record never called",
+            lambda policy, optimizer, tokenizer, batches, cfg, pieces, precision, record: None, ["record was never called"]),
     # lab 11, q2: the implicit reward
     Planted("lab11.q2", "no reference", lambda lp, ref, beta: beta * lp, ["forgot the reference"]),
     Planted("lab11.q2", "beta missing", lambda lp, ref, beta: lp - ref, ["beta is missing"]),
@@ -129,5 +157,5 @@ def test_lab11_package_functions_pass():
     from rlhf_minimal.dpo import dpo_loss
     from rlhf_minimal.exercises.lab11 import q1, q2
 
-    assert q1.evaluate(lambda pc, pr, rc, rr, beta: dpo_loss(pc, pr, rc, rr, beta)[0]).status == CORRECT
+    assert q1.evaluate(dpo_loss).status == CORRECT
     assert q2.evaluate(lambda lp, ref, beta: beta * (lp - ref)).status == CORRECT

@@ -13,6 +13,11 @@ A question's checker is a function that raises :class:`Incorrect` with a helpful
 returns normally when the answer is right. ``evaluate`` gives the verdict as a :class:`Result`
 without printing (the tests use it).
 
+Some answers are *pieces* of a training run (``piece``: the package's function they replace). The
+lab trains with ``q.use(answer)``: the student's function once attempted, right or wrong (a wrong
+piece shows up in the run as well as in ``check``), and the package's own while the answer is
+still the stub, so an untouched notebook trains the package's run, through the same code path.
+
 ``solution()`` shows the reference code and says where the worked solutions, with their
 explanations, are: in the instructor edition of the book (``make book``); the student edition
 (``make book-student``) leaves them out. A course that wants the notebooks to keep the code
@@ -87,16 +92,22 @@ def _is_stub(answer: Any) -> bool:
     return answer is None or answer is Ellipsis
 
 
+NO_PIECE = object()  # a question whose answer is not a piece of any training run
+
+
 class Question:
     """One exercise.
 
     ``checker(answer)`` raises :class:`Incorrect` (or :class:`NotAttempted`) or returns.
     ``solution`` is the reference answer as source code, shown by :meth:`solution`.
     ``reference`` is the reference answer as an object, so tests can check that it passes.
+    ``piece`` is the package's own function that the answer replaces in a training run
+    (``None`` where the package's default is None), named by ``piece_name``; see :meth:`use`.
     """
 
     def __init__(self, name: str, checker: Callable[[Any], Any], hints: Sequence[str],
-                 solution: str, reference: Any = None, correct_message: str = ""):
+                 solution: str, reference: Any = None, correct_message: str = "",
+                 piece: Any = NO_PIECE, piece_name: str = ""):
         self.name = name
         self._checker = checker
         self._hints = list(hints)
@@ -104,6 +115,20 @@ class Question:
         self._solution = solution.strip("\n")
         self.reference = reference
         self._correct_message = correct_message
+        self.piece, self.piece_name = piece, piece_name
+
+    def use(self, answer: Any = None) -> Any:
+        """The function a training run takes for this piece, saying which: ``answer`` once it is
+        attempted (correct or not: a wrong piece should show in the run), the package's own
+        (``piece``) while it is not attempted."""
+        if self.piece is NO_PIECE:
+            raise ValueError(f"{self.name} is not a piece of a training run; use check() on it")
+        result = self.evaluate(answer)
+        if result.status == NOT_ATTEMPTED:
+            _show(f"{self.name}: not attempted, so the run uses the package's {self.piece_name}.")
+            return self.piece
+        _show(f"{self.name}: the run uses your answer ({_TITLES[result.status].lower()} by its check).")
+        return answer
 
     def evaluate(self, answer: Any = None) -> Result:
         """The verdict on ``answer``, without printing anything. Never raises."""

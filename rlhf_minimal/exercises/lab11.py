@@ -1,17 +1,23 @@
-"""Lab 11 exercises: the DPO loss from sequence log-probabilities, and the implicit reward."""
+"""Lab 11 exercises: the DPO loss from sequence log-probabilities, the implicit reward, and the
+training loop over the comparisons. Questions 1 and 3 are pieces of the lab's own DPO run
+(:class:`rlhf_minimal.dpo.DPOPieces`)."""
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
 
+from ..dpo import dpo_loop, dpo_loss
 from . import Incorrect, Question, expect_close
 
 # ----------------------------------------------------------------------------- q1: the DPO loss
 
-def _reference_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
+def _reference_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, weights=None):
     chosen = beta * (policy_chosen - ref_chosen)
     rejected = beta * (policy_rejected - ref_rejected)
-    return -F.logsigmoid(chosen - rejected).mean()
+    losses = -F.logsigmoid(chosen - rejected)
+    return losses.mean() if weights is None else (weights * losses).sum() / weights.sum()
 
 
 def _check_dpo_loss(fn) -> None:
@@ -57,23 +63,35 @@ def _check_dpo_loss(fn) -> None:
         raise Incorrect("the loss is infinite when the policy is confidently wrong (beta times the gap is "
                         "-500): log(sigmoid(x)) underflows to log 0. Use F.logsigmoid.")
     expect_close(far, (500.0 + 0.6931471805599453) / 2, "the loss with a gap of -500")
+    weights = torch.rand(8, generator=g) + 0.1
+    try:
+        weighted = fn(pc.clone(), pr.clone(), rc.clone(), rr.clone(), beta, weights=weights)
+    except TypeError as err:
+        raise Incorrect(f"your function does not take weights= ({err}): add the argument "
+                        "`weights=None` and, when it is given, return sum(w * loss) / sum(w).") from None
+    expect_close(weighted, _reference_dpo_loss(pc, pr, rc, rr, beta, weights),
+                 "the weighted loss, sum(w * loss) / sum(w)")
 
 
 q1 = Question(
     "Lab 11, question 1 (the DPO loss)",
     _check_dpo_loss,
     hints=[("eq-dpo-loss: -log sigmoid(beta * [(log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))]), "
-            "averaged over the pairs."),
+            "averaged over the pairs; with weights, sum(w * loss) / sum(w)."),
            "`F.logsigmoid` computes log(sigmoid(x)) without underflow (import torch.nn.functional as F)."],
     solution="""
 import torch.nn.functional as F
 
-def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, weights=None):
     chosen = beta * (policy_chosen - ref_chosen)        # implicit reward of y_w
     rejected = beta * (policy_rejected - ref_rejected)  # implicit reward of y_l
-    return -F.logsigmoid(chosen - rejected).mean()
+    losses = -F.logsigmoid(chosen - rejected)
+    if weights is None:
+        return losses.mean()
+    return (weights * losses).sum() / weights.sum()
 """,
     reference=_reference_dpo_loss,
+    piece=dpo_loss, piece_name="dpo_loss (rlhf_minimal.dpo)",
 )
 
 
@@ -122,4 +140,118 @@ def implicit_reward(policy_logprobs, ref_logprobs, beta):
     return beta * (policy_logprobs - ref_logprobs)
 """,
     reference=_reference_implicit_reward,
+)
+
+
+# ----------------------------------------------------------------------------- q3: the training loop
+
+_WORDS = ["\n", "q", "good", "bad", "ok", "."]
+
+
+def _tiny_run():
+    """A one-block policy, its frozen copy's log-probabilities, three batches of comparisons (two
+    prompts, one with three pairs and one with one), and a configuration."""
+    from ..dpo import DPOConfig, dpo_batch, response_logprobs
+    from ..model import GPT, GPTConfig
+    from ..preference import group_by_prompt
+    from ..tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(_WORDS)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        policy = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, d_model=16, max_len=12))
+    rows = [{"prompt": "q\n", "chosen": c, "rejected": r, "prompt_id": 0}
+            for c, r in (("good .", "bad ."), ("good .", "ok ."), ("ok .", "bad ."))]
+    rows.append({"prompt": "q q\n", "chosen": "ok .", "rejected": "bad bad .", "prompt_id": 1})
+    groups = group_by_prompt(rows)
+    with torch.no_grad():
+        for g in groups:
+            g["ref"] = response_logprobs(policy, tokenizer, [g["prompt"]] * len(g["responses"]), g["responses"])
+    batches = [dpo_batch(groups[:1], "cpu"), dpo_batch(groups[1:], "cpu"), dpo_batch(groups, "cpu")]
+    return policy, tokenizer, batches, DPOConfig(beta=0.5, lr=3e-2, warmup=1)
+
+
+def _run_loop(loop, policy, tokenizer, batches, cfg, loss=dpo_loss):
+    """``loop`` from a copy of ``policy``: its parameters and the (step, loss) pairs it recorded."""
+    from ..dpo import DPOPieces
+    from ..train import Precision
+
+    policy = copy.deepcopy(policy).train()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)  # the loop must set cfg.lr's schedule
+    recorded = []
+    loop(policy, optimizer, tokenizer, batches, cfg, DPOPieces(dpo_loss=loss), Precision("cpu"),
+         lambda step, loss, logprobs, b: recorded.append((step, round(float(loss.detach()), 5))))
+    return torch.cat([p.detach().flatten() for p in policy.parameters()]), recorded
+
+
+def _check_dpo_loop(fn) -> None:
+    policy, tokenizer, batches, cfg = _tiny_run()
+    start = torch.cat([p.detach().flatten() for p in policy.parameters()])
+    want, want_log = _run_loop(dpo_loop, policy, tokenizer, batches, cfg)
+    got, got_log = _run_loop(fn, policy, tokenizer, batches, cfg)
+    if not got_log:
+        raise Incorrect("record was never called: call record(step, loss, logprobs, b) once per batch, "
+                        "before backward (it logs the step and stops the run on a NaN loss).")
+    if [s for s, _ in got_log] != [s for s, _ in want_log]:
+        raise Incorrect(f"record saw the steps {[s for s, _ in got_log]}, expected {[s for s, _ in want_log]}: "
+                        "one call per batch, numbered from 0.")
+    if torch.equal(got, start):
+        raise Incorrect("the parameters did not move: after the loss, zero the gradients, "
+                        "precision.backward(loss), clip, then precision.step(optimizer).")
+    if torch.allclose(got, want, atol=1e-5):
+        if got_log != want_log:
+            raise Incorrect(f"the parameters are right, but the losses you recorded {got_log} are not "
+                            f"those of each batch {want_log}: record the loss of the step.")
+        return
+    unweighted = _run_loop(dpo_loop, policy, tokenizer, batches, cfg,
+                           lambda pc, pr, rc, rr, beta, weights=None: dpo_loss(pc, pr, rc, rr, beta))[0]
+    if torch.allclose(got, unweighted, atol=1e-5):
+        raise Incorrect("you left out b.weights, so the prompt with three pairs counts three times "
+                        "as much as the one with one: pass weights=b.weights to the loss.")
+    raise Incorrect(f"after three steps your parameters differ from the package's loop by up to "
+                    f"{(got - want).abs().max().item():.3g}. Check: set_lr to cosine_lr(step, len(batches), "
+                    "cfg.lr, cfg.warmup) at each step; the log-probabilities of b.responses; the loss on "
+                    "each pair's positions b.chosen and b.rejected; zero_grad before backward.")
+
+
+def _reference_loop(policy, optimizer, tokenizer, batches, cfg, pieces, precision, record):
+    from ..dpo import response_logprobs
+    from ..train import cosine_lr, set_lr
+
+    for step, b in enumerate(batches):
+        set_lr(optimizer, cosine_lr(step, len(batches), cfg.lr, cfg.warmup))
+        logprobs = response_logprobs(policy, tokenizer, b.prompts, b.responses)
+        loss = pieces.dpo_loss(logprobs[b.chosen], logprobs[b.rejected], b.ref_logprobs[b.chosen],
+                               b.ref_logprobs[b.rejected], cfg.beta, b.weights)
+        record(step, loss, logprobs, b)
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward(loss)
+        precision.clip_grad_norm(policy, optimizer, 1.0)
+        precision.step(optimizer)
+
+
+q3 = Question(
+    "Lab 11, question 3 (the training loop)",
+    _check_dpo_loop,
+    hints=[("Each batch b: logprobs = response_logprobs(policy, tokenizer, b.prompts, b.responses); the loss "
+            "pieces.dpo_loss(logprobs[b.chosen], logprobs[b.rejected], b.ref_logprobs[b.chosen], "
+            "b.ref_logprobs[b.rejected], cfg.beta, b.weights)."),
+           ("Then record(step, loss, logprobs, b), optimizer.zero_grad(set_to_none=True), "
+            "precision.backward(loss), precision.clip_grad_norm(policy, optimizer, 1.0), "
+            "precision.step(optimizer).")],
+    solution="""
+def training_loop(policy, optimizer, tokenizer, batches, cfg, pieces, precision, record):
+    for step, b in enumerate(batches):
+        set_lr(optimizer, cosine_lr(step, len(batches), cfg.lr, cfg.warmup))
+        logprobs = response_logprobs(policy, tokenizer, b.prompts, b.responses)
+        loss = pieces.dpo_loss(logprobs[b.chosen], logprobs[b.rejected], b.ref_logprobs[b.chosen],
+                               b.ref_logprobs[b.rejected], cfg.beta, b.weights)
+        record(step, loss, logprobs, b)
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward(loss)
+        precision.clip_grad_norm(policy, optimizer, 1.0)
+        precision.step(optimizer)
+""",
+    reference=_reference_loop,
+    piece=dpo_loop, piece_name="dpo_loop (rlhf_minimal.dpo)",
 )
