@@ -141,21 +141,21 @@ def three_steps(path: Path = HERE / "three_steps.png") -> Path:
     step(x, rows[0], "Sample a prompt\nfrom the prompt set\n\"what does the bimo eat ?\"", dark)
     human(x, rows[1], "A labeler writes the\nresponse we want\n(a demonstration)", dark)
     step(x, rows[2], "Fine-tune the pretrained\nmodel on prompt \u2192 response,\nloss on response tokens", dark)
-    model(x, rows[3], "SFT model\n\u03c0$^{\\mathrm{SFT}}$", light, dark)
+    model(x, rows[3], "SFT model\nπ$_{\\mathrm{ref}}$", light, dark)
 
     # Step 2: comparisons -> reward model.
     x, (_, _, light, dark) = xs[1], steps[1]
     step(x, rows[0], "Sample a prompt; the SFT\nmodel writes K responses\nA, B, C, D", dark)
     human(x, rows[1], "A labeler ranks them\nbest to worst\nD > C > A > B", dark)
     step(x, rows[2], "Train a scalar reward on\nall K(K\u22121)/2 pairs: the\nwinner should score higher", dark)
-    model(x, rows[3], "Reward model\nr$_\\theta$(x, y)", light, dark)
+    model(x, rows[3], "Reward model\nr$_\\phi$(x, y)", light, dark)
 
     # Step 3: PPO against the reward model.
     x, (_, _, light, dark) = xs[2], steps[2]
     step(x, rows[0], "Sample a new prompt;\nno human writes or\nranks anything here", dark)
     step(x, rows[1], "The policy (a copy of\nthe SFT model at first)\nwrites a response", dark)
     step(x, rows[2], "Reward model scores it,\nminus a KL penalty to SFT;\nPPO updates, then repeat", dark)
-    model(x, rows[3], "RLHF policy\n\u03c0$^{\\mathrm{RL}}_\\phi$", light, dark)
+    model(x, rows[3], "RLHF policy\nπ$_\\theta$", light, dark)
 
     # Vertical arrows inside each column.
     for (_, _, _, dark), x in zip(steps, xs):
@@ -323,33 +323,33 @@ def reward_gap_loss(path: Path = HERE / "reward_gap_loss.png") -> Path:
 
 
 def ppo_clip(path: Path = HERE / "ppo_clip.png") -> Path:
-    """PPO's clipped surrogate for one token, as a function of the probability ratio r."""
+    """PPO's clipped surrogate for one token, as a function of the probability ratio ρ."""
     import numpy as np
 
     eps = 0.2
-    r = np.linspace(0.0, 2.0, 401)
+    rho = np.linspace(0.0, 2.0, 401)
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.9))
     fig.subplots_adjust(wspace=0.3)
     panels = (
-        (axes[0], 1.0, "Advantage A > 0 (here A = +1)", (1 + eps, 2.0), "clipped:\nno gradient,\nno incentive to\nraise r further"),
-        (axes[1], -1.0, "Advantage A < 0 (here A = \u22121)", (0.0, 1 - eps), "clipped:\nno gradient,\nno incentive to\nlower r further"),
+        (axes[0], 1.0, "Advantage Â > 0 (here Â = +1)", (1 + eps, 2.0), "clipped:\nno gradient,\nno incentive to\nraise ρ further"),
+        (axes[1], -1.0, "Advantage Â < 0 (here Â = \u22121)", (0.0, 1 - eps), "clipped:\nno gradient,\nno incentive to\nlower ρ further"),
     )
     for ax, adv, title, (lo, hi), note in panels:
         _style_axes(ax)
-        unclipped = r * adv
-        clipped = np.clip(r, 1 - eps, 1 + eps) * adv
+        unclipped = rho * adv
+        clipped = np.clip(rho, 1 - eps, 1 + eps) * adv
         objective = np.minimum(unclipped, clipped)
         ax.axvspan(lo, hi, color=_tint(OKABE_ITO["orange"], 0.28), zorder=1, linewidth=0)
-        ax.plot(r, unclipped, color=OKABE_ITO["sky_blue"], linewidth=2.0, linestyle=(0, (5, 3)), zorder=2,
-                label="unclipped  r \u00b7 A")
-        ax.plot(r, objective, color=OKABE_ITO["blue"], linewidth=3.0, zorder=3,
-                label="PPO  min(r A, clip(r, 1\u2212\u03b5, 1+\u03b5) A)")
+        ax.plot(rho, unclipped, color=OKABE_ITO["sky_blue"], linewidth=2.0, linestyle=(0, (5, 3)), zorder=2,
+                label="unclipped  ρ \u00b7 Â")
+        ax.plot(rho, objective, color=OKABE_ITO["blue"], linewidth=3.0, zorder=3,
+                label="PPO  min(ρ Â, clip(ρ, 1\u2212\u03b5, 1+\u03b5) Â)")
         for edge in (1 - eps, 1 + eps):
             ax.axvline(edge, color=GREY, linewidth=1.2, linestyle=(0, (3, 3)), zorder=1)
         ax.axvline(1.0, color=INK, linewidth=1.2, zorder=1)
         ax.plot([1.0], [adv], marker="o", color=OKABE_ITO["vermillion"], markersize=8, zorder=4)
-        ax.annotate("r = 1: the policy\nthat sampled the batch", (1.0, adv),
+        ax.annotate("ρ = 1: the policy\nthat sampled the batch", (1.0, adv),
                     xytext=(0.08, -1.3) if adv > 0 else (0.08, -1.75), fontsize=12, color=INK,
                     arrowprops={"arrowstyle": "-", "color": GREY, "lw": 1})
         ax.text((lo + hi) / 2, 0.3 if adv > 0 else 0.6, note, ha="center", va="center", fontsize=12, color=INK)
@@ -357,7 +357,7 @@ def ppo_clip(path: Path = HERE / "ppo_clip.png") -> Path:
         ax.set_ylim(-2.05, 2.05)
         ax.set_xticks([0.0, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0])
         ax.set_xticklabels(["0", "0.5", "1\u2212\u03b5", "1", "1+\u03b5", "1.5", "2"])
-        ax.set_xlabel("probability ratio  r = \u03c0\u03b8(y_t | s_t) / \u03c0old(y_t | s_t)", fontsize=13, color=INK)
+        ax.set_xlabel(r"probability ratio  $\rho_t = \pi_\theta(y_t \mid s_t)\,/\,\pi_{\theta_{\mathrm{old}}}(y_t \mid s_t)$", fontsize=13, color=INK)
         ax.set_ylabel("objective for this token (maximised)", fontsize=13, color=INK)
         legend = ax.legend(fontsize=11.5, frameon=True, loc="upper left" if adv > 0 else "upper right")
         legend.get_frame().set(facecolor="white", edgecolor="none", alpha=1.0)
@@ -443,8 +443,43 @@ def reward_curve(path: Path = HERE / "reward_curve.png") -> Path:
     return path
 
 
+def results_ladder(path: Path = HERE / "results_ladder.png") -> Path:
+    """Chapter 6's opening figure: base, SFT, the sharpening control, best-of-4 and PPO on the gold
+    judge, seeds 0, 1 and 7 at the cpu scale, drawn from the committed pipeline reports."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_results_ladder
+
+    reports = [json.loads((RESULTS / f"pipeline_cpu_seed{seed}_on_cpu2.json").read_text()) for seed in (0, 1, 7)]
+    fig = plot_results_ladder(reports)
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def size_sweep(path: Path = HERE / "size_sweep.png") -> Path:
+    """The InstructGPT headline in miniature: win rate against the medium SFT model by network size
+    (benchmarks/results/size_sweep_cpu_seed0_on_cpu2.json)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_size_sweep
+
+    fig = plot_size_sweep(json.loads((RESULTS / "size_sweep_cpu_seed0_on_cpu2.json").read_text()))
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+FIGURES = [three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve,
+           results_ladder, size_sweep]
+
+
 def main() -> None:
-    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve):
+    for make in FIGURES:
         print("wrote", make())
 
 
