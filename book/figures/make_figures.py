@@ -474,8 +474,154 @@ def size_sweep(path: Path = HERE / "size_sweep.png") -> Path:
     return path
 
 
+def sft_mask(path: Path = HERE / "sft_mask.png") -> Path:
+    """One demonstration as the model sees it in SFT: the sequence, the target at each position
+    (the next token), and the mask m_t of eq-sft-mask that keeps only the response's targets."""
+    tokens = ["what", "does", "the", "bimo", "eat", "?", "<sep>", "the", "bimo", "eats", "fish", ".", "<eos>", "<pad>"]
+    prompt_len = 7  # the prompt and its separator
+    resp_end = 13  # one past <eos>
+    fig, ax = plt.subplots(figsize=(15, 4.6))
+    ax.set_xlim(-1.9, len(tokens) - 0.3)
+    ax.set_ylim(-0.2, 3.75)
+    ax.axis("off")
+    w, h = 0.86, 0.62
+    rows = {"input": 2.9, "target": 1.75, "mask": 0.6}
+    ax.text(-1.85, rows["input"], "input $s_t$", va="center", fontsize=13, color=INK, fontweight="bold")
+    ax.text(-1.85, rows["target"], "target $s_{t+1}$", va="center", fontsize=13, color=INK, fontweight="bold")
+    ax.text(-1.85, rows["mask"], "mask $m_t$", va="center", fontsize=13, color=INK, fontweight="bold")
+    for i, tok in enumerate(tokens):
+        kind = "prompt" if i < prompt_len else ("response" if i < resp_end else "pad")
+        fill = {"prompt": _tint(OKABE_ITO["sky_blue"], 0.35), "response": _tint(OKABE_ITO["orange"], 0.45),
+                "pad": "#eeeeee"}[kind]
+        edge = {"prompt": OKABE_ITO["blue"], "response": OKABE_ITO["vermillion"], "pad": GREY}[kind]
+        _box(ax, i, rows["input"], w, h, tok, edge=edge, fill=fill, dashed=kind == "pad", size=11.5)
+        if i + 1 < len(tokens):
+            target = tokens[i + 1]
+            counted = prompt_len - 1 <= i < resp_end - 1
+            tkind = "response" if counted else ("pad" if i + 1 >= resp_end else "prompt")
+            fill = {"prompt": _tint(OKABE_ITO["sky_blue"], 0.35), "response": _tint(OKABE_ITO["orange"], 0.45),
+                    "pad": "#eeeeee"}[tkind]
+            edge = {"prompt": OKABE_ITO["blue"], "response": OKABE_ITO["vermillion"], "pad": GREY}[tkind]
+            _box(ax, i, rows["target"], w, h, target, edge=edge, fill=fill, dashed=tkind == "pad", size=11.5)
+            _arrow(ax, (i, rows["input"] - h / 2), (i, rows["target"] + h / 2), colour=GREY, lw=1.2)
+            ax.text(i, rows["mask"], "1" if counted else "0", ha="center", va="center", fontsize=15,
+                    color=OKABE_ITO["vermillion"] if counted else GREY, fontweight="bold" if counted else "normal")
+    ax.text((prompt_len - 1) / 2, 3.55, "prompt: given, never a target", ha="center", fontsize=12.5,
+            color=OKABE_ITO["blue"])
+    ax.text((prompt_len + resp_end - 1) / 2, 3.55, "response, with its end token: the loss is here",
+            ha="center", fontsize=12.5, color=OKABE_ITO["vermillion"])
+    ax.text(len(tokens) - 1, 3.55, "padding", ha="center", fontsize=12.5, color=GREY)
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def _chapter7() -> dict:
+    import json
+
+    return json.loads((RESULTS / "chapter7_cpu_seed0_on_cpu2.json").read_text())
+
+
+def hallucination_outcomes(path: Path = HERE / "hallucination_outcomes.png") -> Path:
+    """Chapter 7, hallucination: what SFT and the two PPO policies say to the 60 unanswerable
+    held-out questions, sampled and greedy."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_unanswerable_outcomes
+
+    data = _chapter7()["hallucination"]
+    names, n = data["outcome_names"], data["n_unanswerable"]
+
+    def row(decoding, model):
+        return {**dict(zip(names, data["outcomes"][decoding][model])), "n": n}
+
+    study = {guideline: {"sft_sampled": row("sampled", "SFT"), "sft_greedy": row("greedy", "SFT"),
+                         "ppo_sampled": row("sampled", f"PPO, {guideline}"),
+                         "ppo_greedy": row("greedy", f"PPO, {guideline}")}
+             for guideline in ("helpful first", "truthful first")}
+    fig = plot_unanswerable_outcomes(study)
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def language_transfer(path: Path = HERE / "language_transfer.png") -> Path:
+    """Chapter 7, generalization: mean gold score of base, SFT and PPO asked in language A and in
+    language B, greedy and sampled."""
+    data = _chapter7()["generalization"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True, layout="constrained")
+    for ax, decoding in zip(axes, ("greedy", "sampled")):
+        _style_axes(ax)
+        models = list(data["gold"][decoding])
+        for j, (lang, colour, hatch) in enumerate(zip(data["languages"], (OKABE_ITO["blue"], OKABE_ITO["orange"]),
+                                                      ("", "//"))):
+            xs = [i + (j - 0.5) * 0.38 for i in range(len(models))]
+            ys = [data["gold"][decoding][m][j] for m in models]
+            ax.bar(xs, ys, 0.38, color=colour, hatch=hatch, edgecolor="white", label=lang, zorder=2)
+            for x, y in zip(xs, ys):
+                ax.text(x, y + (0.02 if y >= 0 else -0.06), f"{y:.2f}", ha="center", fontsize=11, color=INK)
+        ax.axhline(0, color=INK, linewidth=0.8)
+        ax.set_xticks(range(len(models)), models, fontsize=12)
+        ax.set_title(f"{decoding} answers", fontsize=14, color=INK, fontweight="bold")
+    axes[0].set_ylabel("mean gold score, 390 held-out prompts", fontsize=12, color=INK)
+    axes[0].legend(fontsize=12, frameon=False, loc="upper left")
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def overoptimization_curve(path: Path = HERE / "overoptimization_curve.png") -> Path:
+    """Chapter 7, over-optimisation: proxy and gold gain of best-of-n against d = sqrt(KL), with
+    the fitted form d (a - b d) of Gao et al."""
+    import numpy as np
+
+    bon = _chapter7()["overoptimization"]["best_of_n"]
+    fig, ax = plt.subplots(figsize=(9.5, 5.0), layout="constrained")
+    _style_axes(ax)
+    ax.plot(bon["d"], bon["proxy"], "s--", color=OKABE_ITO["orange"], linewidth=2.2, markersize=7,
+            label="proxy: the reward model's score", zorder=3)
+    ax.plot(bon["d"], bon["gold"], "o-", color=OKABE_ITO["blue"], linewidth=2.6, markersize=7,
+            label="gold: the judge's score", zorder=3)
+    d = np.linspace(0, max(bon["d"]), 200)
+    a, b = bon["fit"]["a"], bon["fit"]["b"]
+    ax.plot(d, d * (a - b * d), ":", color=INK, linewidth=2.0, label=f"fit d (a \u2212 b d), a = {a}, b = {b}")
+    for n, x, y in zip(bon["n"], bon["d"], bon["gold"]):
+        if n > 1:
+            ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(0, -17), ha="center", fontsize=10.5,
+                        color=INK)
+    ax.axhline(0, color=GREY, linewidth=1.0)
+    ax.set_xlabel("d = \u221aKL to SFT (nats\u00bd)", fontsize=13, color=INK)
+    ax.set_ylabel("gain over SFT (SFT standard deviations)", fontsize=13, color=INK)
+    ax.set_title("Best-of-n: the proxy keeps rising, the gold score peaks early", fontsize=14, color=INK,
+                 fontweight="bold")
+    ax.legend(fontsize=12, frameon=False, loc="upper left")
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def dpo_frontier(path: Path = HERE / "dpo_frontier.png") -> Path:
+    """Chapter 7, DPO: gold score against KL to SFT for SFT, best-of-4 and -16, PPO and three DPO
+    runs."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_gold_vs_kl
+
+    points = {name: tuple(v) for name, v in _chapter7()["dpo"]["sampled_gold_and_kl"].items()}
+    fig, ax = plt.subplots(figsize=(9, 5.0), layout="constrained")
+    plot_gold_vs_kl(points, ax=ax)
+    ax.axhline(points["SFT"][1], color=GREY, linestyle=":", linewidth=1.2)
+    ax.set_title("What each method buys for its KL (best-of-n: upper bound on KL)")
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
 FIGURES = [three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve,
-           results_ladder, size_sweep]
+           results_ladder, size_sweep, sft_mask, hallucination_outcomes, language_transfer,
+           overoptimization_curve, dpo_frontier]
 
 
 def main() -> None:
