@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+DPI = 150  # the book's PNGs; `make figures` draws the slide pack at a higher resolution (--dpi)
 
 # Okabe-Ito palette.
 OKABE_ITO = {
@@ -199,7 +200,7 @@ def three_steps(path: Path = HERE / "three_steps.png") -> Path:
                                 edgecolor=INK, facecolor="#d9d9d9"))
     ax.text(lx + 0.248, ly, "filled: trained model", va="center", fontsize=12, color=INK)
 
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -268,7 +269,7 @@ def pairs_per_prompt(path: Path = HERE / "pairs_per_prompt.png") -> Path:
     right.legend(lines, [line.get_label() for line in lines], fontsize=12, frameon=False, loc="upper center")
     right.set_title("One labeling hour (illustrative costs)", fontsize=14, color=INK, fontweight="bold")
 
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -317,7 +318,7 @@ def reward_gap_loss(path: Path = HERE / "reward_gap_loss.png") -> Path:
     right.legend(fontsize=12, frameon=False, loc="upper right")
     right.set_title("Its negative log-likelihood", fontsize=14, color=INK, fontweight="bold")
 
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -363,7 +364,7 @@ def ppo_clip(path: Path = HERE / "ppo_clip.png") -> Path:
         legend.get_frame().set(facecolor="white", edgecolor="none", alpha=1.0)
         ax.set_title(title, fontsize=14, color=INK, fontweight="bold")
 
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -400,7 +401,7 @@ def ppo_settings(path: Path = HERE / "ppo_settings.png") -> Path:
         ax.get_legend().remove()
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8.5, frameon=False)
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -438,7 +439,7 @@ def reward_curve(path: Path = HERE / "reward_curve.png") -> Path:
         ax.set_xlabel("training comparisons", fontsize=11.5, color=INK)
         ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncol=3, fontsize=9, frameon=False)
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -454,7 +455,7 @@ def results_ladder(path: Path = HERE / "results_ladder.png") -> Path:
 
     reports = [json.loads((RESULTS / f"pipeline_cpu_seed{seed}_on_cpu2.json").read_text()) for seed in (0, 1, 7)]
     fig = plot_results_ladder(reports)
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -469,7 +470,7 @@ def size_sweep(path: Path = HERE / "size_sweep.png") -> Path:
     from rlhf_minimal.plots import plot_size_sweep
 
     fig = plot_size_sweep(json.loads((RESULTS / "size_sweep_cpu_seed0_on_cpu2.json").read_text()))
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -511,7 +512,7 @@ def sft_mask(path: Path = HERE / "sft_mask.png") -> Path:
     ax.text((prompt_len + resp_end - 1) / 2, 3.55, "response, with its end token: the loss is here",
             ha="center", fontsize=12.5, color=OKABE_ITO["vermillion"])
     ax.text(len(tokens) - 1, 3.55, "padding", ha="center", fontsize=12.5, color=GREY)
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -541,7 +542,7 @@ def hallucination_outcomes(path: Path = HERE / "hallucination_outcomes.png") -> 
                          "ppo_greedy": row("greedy", f"PPO, {guideline}")}
              for guideline in ("helpful first", "truthful first")}
     fig = plot_unanswerable_outcomes(study)
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -566,7 +567,7 @@ def language_transfer(path: Path = HERE / "language_transfer.png") -> Path:
         ax.set_title(f"{decoding} answers", fontsize=14, color=INK, fontweight="bold")
     axes[0].set_ylabel("mean gold score, 390 held-out prompts", fontsize=12, color=INK)
     axes[0].legend(fontsize=12, frameon=False, loc="upper left")
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -596,7 +597,7 @@ def overoptimization_curve(path: Path = HERE / "overoptimization_curve.png") -> 
     ax.set_title("Best-of-n: the proxy keeps rising, the gold score peaks early", fontsize=14, color=INK,
                  fontweight="bold")
     ax.legend(fontsize=12, frameon=False, loc="upper left")
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -614,7 +615,7 @@ def dpo_frontier(path: Path = HERE / "dpo_frontier.png") -> Path:
     plot_gold_vs_kl(points, ax=ax)
     ax.axhline(points["SFT"][1], color=GREY, linestyle=":", linewidth=1.2)
     ax.set_title("What each method buys for its KL (best-of-n: upper bound on KL)")
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -624,9 +625,21 @@ FIGURES = [three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_setting
            overoptimization_curve, dpo_frontier]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Draw every figure. Without arguments, into book/figures at the book's resolution; with
+    ``--out DIR --dpi N`` (``make figures``), a slide pack into DIR, the book's files untouched."""
+    import argparse
+
+    global DPI
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: book/figures)")
+    parser.add_argument("--dpi", type=int, default=DPI, help=f"resolution (default {DPI})")
+    args = parser.parse_args(argv)
+    DPI = args.dpi
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
     for make in FIGURES:
-        print("wrote", make())
+        print("wrote", make() if args.out is None else make(args.out / f"{make.__name__}.png"))
 
 
 if __name__ == "__main__":
