@@ -48,7 +48,7 @@ def _check_bon_kl(fn) -> None:
 q1 = Question(
     "Lab 10, question 1 (the KL of best-of-n)",
     _check_bon_kl,
-    hints=[("Chapter 5 derives it (eq-bon-kl): the best of n samples has the largest of n uniform "
+    hints=[("Chapter 5 derives it (the KL of best-of-n): the best of n samples has the largest of n uniform "
             "quantiles, with density n u^(n-1)."),
            "KL = E[log n + (n - 1) log u] under that density, and E[log u] = -1/n.",
            "KL = log(n) - (n - 1) / n, in nats (natural logarithm)."],
