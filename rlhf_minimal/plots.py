@@ -370,10 +370,9 @@ def plot_results_ladder(reports: list[dict]):
             ax.plot(xs, ys, marker=markers[i % len(markers)], linestyle=(0, (1, 2)) if i else "-",
                     color=OKABE_ITO[i % len(OKABE_ITO)], markersize=7,
                     label=f"seed {report['seed']} ({report['n_eval_prompts']} prompts)")
-        ppo = LADDER.index(("ppo", "PPO"))
-        ax.axvspan(ppo - 0.35, ppo + 0.35, color="#e8e8e8", zorder=0)
         ax.set_xticks(range(len(LADDER)), [label for _, label in LADDER])
-        ax.grid(axis="y", color="#e3e3e3")
+        ax.get_xticklabels()[LADDER.index(("ppo", "PPO"))].set_fontweight("bold")
+        ax.grid(axis="y", alpha=0.3)
         ax.set_title(f"{decoding} answers" + (" (temperature 1)" if decoding == "sampled" else " (argmax)"))
     first = reports[0]
     machine = (f"{first['cpu_threads']} CPU cores" if first["device"] == "cpu" else first["device"])
