@@ -5,8 +5,10 @@
 #
 # Two editions of the book, built from the same sources:
 #   make book           the instructor edition, into _build/html: each exercise's worked solution in a dropdown
-#   make book-student   the student edition, into _build/student/html: every solution left out
-#                       (sphinx-exercise's hide_solutions), and no page sources to download
+#   make book-student   the student edition, into _build/student/html: every solution and the
+#                       instructors' guide left out (sphinx-exercise's hide_solutions), and no page
+#                       sources to download
+#   make figures        every figure of the book as a slide-sized PNG, into _build/figures
 
 PYTHON ?= python3
 VENV   := .venv
@@ -15,7 +17,7 @@ STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 ENVS   := .envs
 
-.PHONY: book book-student test venv clean clean-cache
+.PHONY: book book-student figures test venv clean clean-cache
 
 venv: $(STAMP)
 
@@ -41,10 +43,11 @@ book: venv
 	$(BIN)/jupyter-book build . --path-output .
 
 # The student edition: the same build with sphinx-exercise's hide_solutions on, so no {solution}
-# block reaches the HTML. The page sources hold the solutions, so they are neither copied into the
-# output nor offered for download. It shares the executed labs (and their cache) with `make book`.
+# block reaches the HTML, and without the instructors' guide (answer keys, grading): its table of
+# contents is _toc.yml less the guide (scripts/student_toc.py). The page sources hold the solutions,
+# so they are neither copied into the output nor offered for download. It shares the executed labs (and their cache) with `make book`.
 # tests/test_editions.py builds both editions with these flags.
-STUDENT_FLAGS := -D hide_solutions=1 -D html_copy_source=0 -D html_theme_options.use_download_button=false
+STUDENT_FLAGS := -D hide_solutions=1 -D html_copy_source=0 -D html_theme_options.use_download_button=false -D external_toc_path=_build/student/_toc.yml
 book-student: export RLHF_NONINTERACTIVE = 1
 book-student: export TQDM_DISABLE = 1
 book-student: export HF_DATASETS_DISABLE_PROGRESS_BARS = 1
@@ -54,8 +57,14 @@ book-student: venv
 	if [ "$$(cat _build/.package_fingerprint 2>/dev/null)" != "$$code" ]; then \
 	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; \
 	  echo "$$code" > _build/.package_fingerprint; fi
+	$(BIN)/python scripts/student_toc.py _build/student/_toc.yml
 	$(BIN)/jupyter-book config sphinx . > /dev/null
 	$(BIN)/sphinx-build -b html $(STUDENT_FLAGS) -d _build/student/.doctrees . _build/student/html
+
+# Every figure of the book as a PNG at slide resolution, into _build/figures (the book's own
+# copies in book/figures are left as they are; `python book/figures/make_figures.py` redraws those).
+figures: venv
+	$(BIN)/python book/figures/make_figures.py --out _build/figures --dpi 220
 
 # Order: scale check, the book build (warnings are errors, labs not executed: nbval runs them),
 # then one pytest run for the unit tests and nbval, so pytest's summary line is the last line.

@@ -311,7 +311,7 @@ def plot_overoptimization(study: dict):
     ax = axes[0]
     ax.plot(bon["d"], bon["proxy"], "o--", color=OKABE_ITO[1], label="proxy (reward model)")
     ax.plot(bon["d"], bon["gold"], "o-", color=OKABE_ITO[0], label="gold (judge)")
-    ax.plot(bon["d"], bon["fit"]["fitted"], ":", color="black", label="fit d(α - βd)")
+    ax.plot(bon["d"], bon["fit"]["fitted"], ":", color="black", label="fit d(a − b d)")
     for n, d, g in zip(bon["n"], bon["d"], bon["gold"]):
         ax.annotate(f"n={n}", (d, g), fontsize=7, textcoords="offset points", xytext=(0, -11), ha="center")
     ax.set(title="Best-of-n", xlabel="sqrt(KL) to SFT (nats^½)", ylabel="reward gain (SFT standard deviations)")
@@ -325,7 +325,7 @@ def plot_overoptimization(study: dict):
         order = sorted(range(len(curve["d"])), key=curve["d"].__getitem__)
         ax.plot([curve["d"][i] for i in order], [curve["fit"]["fitted"][i] for i in order], ":", color=colour)
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set(title="PPO: a point per batch; dotted: fit d(α - β log d)",
+    ax.set(title="PPO: a point per batch; dotted: fit d(a − b log d)",
            xlabel="sqrt(KL) to SFT (nats^½)")
     ax.legend(fontsize=8)
     return fig
@@ -347,3 +347,36 @@ def plot_gold_vs_kl(points: dict, bon: dict | None = None, ax=None):
            title="What each method buys for its KL")
     ax.legend(fontsize=8)
     return ax
+
+
+# The rungs of chapter 6's results figure, in the order a reader climbs them.
+LADDER = (("base", "base"), ("sft", "SFT"), ("ppo_likelihood", "sharpening\ncontrol"),
+          ("best_of_4", "best-of-4"), ("ppo", "PPO"), ("writers", "writers"))
+
+
+def plot_results_ladder(reports: list[dict]):
+    """Chapter 6's headline: mean gold score of base, SFT, the sharpening control (PPO on SFT's
+    likelihood), best-of-4 and PPO, with the demonstration writers as the ceiling, one line per
+    seed, sampled (left) and greedy (right). ``reports`` are pipeline reports
+    (``python -m rlhf_minimal run``), one per seed; a model a decoding lacks (best-of-n is sampled
+    only) is left out of that panel, not drawn as zero."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
+    markers = ["o", "s", "^", "D", "v"]
+    for ax, decoding in zip(axes, ("sampled", "greedy")):
+        for i, report in enumerate(reports):
+            rows = report["results"][decoding]
+            xs = [j for j, (key, _) in enumerate(LADDER) if key in rows]
+            ys = [rows[key]["gold_score"] for key, _ in LADDER if key in rows]
+            ax.plot(xs, ys, marker=markers[i % len(markers)], linestyle=(0, (1, 2)) if i else "-",
+                    color=OKABE_ITO[i % len(OKABE_ITO)], markersize=7,
+                    label=f"seed {report['seed']} ({report['n_eval_prompts']} prompts)")
+        ax.set_xticks(range(len(LADDER)), [label for _, label in LADDER])
+        ax.get_xticklabels()[LADDER.index(("ppo", "PPO"))].set_fontweight("bold")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(f"{decoding} answers" + (" (temperature 1)" if decoding == "sampled" else " (argmax)"))
+    first = reports[0]
+    machine = (f"{first['cpu_threads']} CPU cores" if first["device"] == "cpu" else first["device"])
+    axes[0].set_ylabel("mean gold score, held-out prompts")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"From base to PPO on the gold judge ({first['scale']} scale, {machine})", fontsize=11)
+    return fig

@@ -31,6 +31,17 @@ def _student_flags() -> list:
     return shlex.split(match.group(1))
 
 
+def _write_student_toc(flags: list) -> None:
+    """Write the student table of contents where the student flags point (as `make book-student`
+    does with scripts/student_toc.py)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from student_toc import main as write_student_toc
+
+    paths = [f.split("=", 1)[1] for f in flags if f.startswith("external_toc_path=")]
+    assert paths, "STUDENT_FLAGS point the build at the student table of contents (external_toc_path)"
+    write_student_toc(ROOT / paths[0])
+
+
 def _tool(name: str) -> str:
     local = Path(sys.executable).parent / name
     return str(local) if local.exists() else (shutil.which(name) or name)
@@ -68,16 +79,24 @@ def _files_containing(folder: Path, text: str) -> list:
     return found
 
 
-def test_instructor_edition_shows_solutions_and_student_edition_leaves_them_out(tmp_path):
+@pytest.fixture(scope="module")
+def editions(tmp_path_factory):
+    """The instructor and the student edition, built once for this module's tests."""
     pytest.importorskip("sphinx_exercise")
+    tmp_path = tmp_path_factory.mktemp("editions")
+    subprocess.run([_tool("jupyter-book"), "config", "sphinx", "."], cwd=ROOT, check=True, capture_output=True)
+    instructor = _instructor_edition(tmp_path)
+    flags = _student_flags()
+    _write_student_toc(flags)
+    return instructor, _build(tmp_path / "student", flags)
+
+
+def test_instructor_edition_shows_solutions_and_student_edition_leaves_them_out(editions):
     source = _normal(CHAPTER.read_text())
     for text in (EXERCISE_TEXT, SOLUTION_TEXT):
         assert text in source, (f"{text!r} is no longer in {CHAPTER.name}: pick another sentence of "
                                 "exercise ex-ch6-win-rate and its solution for this test")
-
-    subprocess.run([_tool("jupyter-book"), "config", "sphinx", "."], cwd=ROOT, check=True, capture_output=True)
-    instructor = _instructor_edition(tmp_path)
-    student = _build(tmp_path / "student", _student_flags())
+    instructor, student = editions
 
     page = "book/06_pipeline.html"
     instructor_page = _normal((instructor / page).read_text())
@@ -91,3 +110,20 @@ def test_instructor_edition_shows_solutions_and_student_edition_leaves_them_out(
     solution_boxes = re.compile(r'class="solution[ "]')
     assert all(not solution_boxes.search(p.read_text()) for p in student.rglob("*.html"))
     assert any(solution_boxes.search(p.read_text()) for p in instructor.rglob("*.html"))
+
+
+GUIDE_TEXT = "Answer keys: what to look for in each lab"  # a heading of book/instructors_guide.md
+
+
+def test_student_edition_leaves_out_the_instructors_guide(editions):
+    """The instructors' guide (answer keys, grading) is in the instructor edition and nowhere in the
+    student edition: no page, no link in the navigation, no search-index entry."""
+    assert GUIDE_TEXT in (ROOT / "book" / "instructors_guide.md").read_text(), (
+        f"{GUIDE_TEXT!r} is no longer a heading of the instructors' guide: pick another for this test")
+    instructor, student = editions
+    assert GUIDE_TEXT in _normal((instructor / "book" / "instructors_guide.html").read_text())
+    assert not (student / "book" / "instructors_guide.html").exists()
+    assert _files_containing(student, GUIDE_TEXT) == []
+    assert all("instructors_guide" not in p.read_text() for p in student.rglob("*.html"))
+    # the rest of the book is there
+    assert (student / "book" / "06_pipeline.html").is_file() and (student / "book" / "notation.html").is_file()

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+DPI = 150  # the book's PNGs; `make figures` draws the slide pack at a higher resolution (--dpi)
 
 # Okabe-Ito palette.
 OKABE_ITO = {
@@ -141,21 +142,21 @@ def three_steps(path: Path = HERE / "three_steps.png") -> Path:
     step(x, rows[0], "Sample a prompt\nfrom the prompt set\n\"what does the bimo eat ?\"", dark)
     human(x, rows[1], "A labeler writes the\nresponse we want\n(a demonstration)", dark)
     step(x, rows[2], "Fine-tune the pretrained\nmodel on prompt \u2192 response,\nloss on response tokens", dark)
-    model(x, rows[3], "SFT model\n\u03c0$^{\\mathrm{SFT}}$", light, dark)
+    model(x, rows[3], "SFT model\nπ$_{\\mathrm{ref}}$", light, dark)
 
     # Step 2: comparisons -> reward model.
     x, (_, _, light, dark) = xs[1], steps[1]
     step(x, rows[0], "Sample a prompt; the SFT\nmodel writes K responses\nA, B, C, D", dark)
     human(x, rows[1], "A labeler ranks them\nbest to worst\nD > C > A > B", dark)
     step(x, rows[2], "Train a scalar reward on\nall K(K\u22121)/2 pairs: the\nwinner should score higher", dark)
-    model(x, rows[3], "Reward model\nr$_\\theta$(x, y)", light, dark)
+    model(x, rows[3], "Reward model\nr$_\\phi$(x, y)", light, dark)
 
     # Step 3: PPO against the reward model.
     x, (_, _, light, dark) = xs[2], steps[2]
     step(x, rows[0], "Sample a new prompt;\nno human writes or\nranks anything here", dark)
     step(x, rows[1], "The policy (a copy of\nthe SFT model at first)\nwrites a response", dark)
     step(x, rows[2], "Reward model scores it,\nminus a KL penalty to SFT;\nPPO updates, then repeat", dark)
-    model(x, rows[3], "RLHF policy\n\u03c0$^{\\mathrm{RL}}_\\phi$", light, dark)
+    model(x, rows[3], "RLHF policy\nπ$_\\theta$", light, dark)
 
     # Vertical arrows inside each column.
     for (_, _, _, dark), x in zip(steps, xs):
@@ -199,7 +200,7 @@ def three_steps(path: Path = HERE / "three_steps.png") -> Path:
                                 edgecolor=INK, facecolor="#d9d9d9"))
     ax.text(lx + 0.248, ly, "filled: trained model", va="center", fontsize=12, color=INK)
 
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -268,7 +269,7 @@ def pairs_per_prompt(path: Path = HERE / "pairs_per_prompt.png") -> Path:
     right.legend(lines, [line.get_label() for line in lines], fontsize=12, frameon=False, loc="upper center")
     right.set_title("One labeling hour (illustrative costs)", fontsize=14, color=INK, fontweight="bold")
 
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -317,39 +318,39 @@ def reward_gap_loss(path: Path = HERE / "reward_gap_loss.png") -> Path:
     right.legend(fontsize=12, frameon=False, loc="upper right")
     right.set_title("Its negative log-likelihood", fontsize=14, color=INK, fontweight="bold")
 
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
 
 def ppo_clip(path: Path = HERE / "ppo_clip.png") -> Path:
-    """PPO's clipped surrogate for one token, as a function of the probability ratio r."""
+    """PPO's clipped surrogate for one token, as a function of the probability ratio ρ."""
     import numpy as np
 
     eps = 0.2
-    r = np.linspace(0.0, 2.0, 401)
+    rho = np.linspace(0.0, 2.0, 401)
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.9))
     fig.subplots_adjust(wspace=0.3)
     panels = (
-        (axes[0], 1.0, "Advantage A > 0 (here A = +1)", (1 + eps, 2.0), "clipped:\nno gradient,\nno incentive to\nraise r further"),
-        (axes[1], -1.0, "Advantage A < 0 (here A = \u22121)", (0.0, 1 - eps), "clipped:\nno gradient,\nno incentive to\nlower r further"),
+        (axes[0], 1.0, "Advantage Â > 0 (here Â = +1)", (1 + eps, 2.0), "clipped:\nno gradient,\nno incentive to\nraise ρ further"),
+        (axes[1], -1.0, "Advantage Â < 0 (here Â = \u22121)", (0.0, 1 - eps), "clipped:\nno gradient,\nno incentive to\nlower ρ further"),
     )
     for ax, adv, title, (lo, hi), note in panels:
         _style_axes(ax)
-        unclipped = r * adv
-        clipped = np.clip(r, 1 - eps, 1 + eps) * adv
+        unclipped = rho * adv
+        clipped = np.clip(rho, 1 - eps, 1 + eps) * adv
         objective = np.minimum(unclipped, clipped)
         ax.axvspan(lo, hi, color=_tint(OKABE_ITO["orange"], 0.28), zorder=1, linewidth=0)
-        ax.plot(r, unclipped, color=OKABE_ITO["sky_blue"], linewidth=2.0, linestyle=(0, (5, 3)), zorder=2,
-                label="unclipped  r \u00b7 A")
-        ax.plot(r, objective, color=OKABE_ITO["blue"], linewidth=3.0, zorder=3,
-                label="PPO  min(r A, clip(r, 1\u2212\u03b5, 1+\u03b5) A)")
+        ax.plot(rho, unclipped, color=OKABE_ITO["sky_blue"], linewidth=2.0, linestyle=(0, (5, 3)), zorder=2,
+                label="unclipped  ρ \u00b7 Â")
+        ax.plot(rho, objective, color=OKABE_ITO["blue"], linewidth=3.0, zorder=3,
+                label="PPO  min(ρ Â, clip(ρ, 1\u2212\u03b5, 1+\u03b5) Â)")
         for edge in (1 - eps, 1 + eps):
             ax.axvline(edge, color=GREY, linewidth=1.2, linestyle=(0, (3, 3)), zorder=1)
         ax.axvline(1.0, color=INK, linewidth=1.2, zorder=1)
         ax.plot([1.0], [adv], marker="o", color=OKABE_ITO["vermillion"], markersize=8, zorder=4)
-        ax.annotate("r = 1: the policy\nthat sampled the batch", (1.0, adv),
+        ax.annotate("ρ = 1: the policy\nthat sampled the batch", (1.0, adv),
                     xytext=(0.08, -1.3) if adv > 0 else (0.08, -1.75), fontsize=12, color=INK,
                     arrowprops={"arrowstyle": "-", "color": GREY, "lw": 1})
         ax.text((lo + hi) / 2, 0.3 if adv > 0 else 0.6, note, ha="center", va="center", fontsize=12, color=INK)
@@ -357,13 +358,13 @@ def ppo_clip(path: Path = HERE / "ppo_clip.png") -> Path:
         ax.set_ylim(-2.05, 2.05)
         ax.set_xticks([0.0, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0])
         ax.set_xticklabels(["0", "0.5", "1\u2212\u03b5", "1", "1+\u03b5", "1.5", "2"])
-        ax.set_xlabel("probability ratio  r = \u03c0\u03b8(y_t | s_t) / \u03c0old(y_t | s_t)", fontsize=13, color=INK)
+        ax.set_xlabel(r"probability ratio  $\rho_t = \pi_\theta(y_t \mid s_t)\,/\,\pi_{\theta_{\mathrm{old}}}(y_t \mid s_t)$", fontsize=13, color=INK)
         ax.set_ylabel("objective for this token (maximised)", fontsize=13, color=INK)
         legend = ax.legend(fontsize=11.5, frameon=True, loc="upper left" if adv > 0 else "upper right")
         legend.get_frame().set(facecolor="white", edgecolor="none", alpha=1.0)
         ax.set_title(title, fontsize=14, color=INK, fontweight="bold")
 
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -400,7 +401,7 @@ def ppo_settings(path: Path = HERE / "ppo_settings.png") -> Path:
         ax.get_legend().remove()
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8.5, frameon=False)
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -436,7 +437,7 @@ def ppo_budget(path: Path = HERE / "ppo_budget.png") -> Path:
     axes[0].set_ylabel("gap closed, SFT (0) to the writers (1)", fontsize=11.5, color=INK)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
@@ -474,14 +475,207 @@ def reward_curve(path: Path = HERE / "reward_curve.png") -> Path:
         ax.set_xlabel("training comparisons", fontsize=11.5, color=INK)
         ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncol=3, fontsize=9, frameon=False)
-    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
 
 
-def main() -> None:
-    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve, ppo_budget):
-        print("wrote", make())
+def results_ladder(path: Path = HERE / "results_ladder.png") -> Path:
+    """Chapter 6's opening figure: base, SFT, the sharpening control, best-of-4 and PPO on the gold
+    judge, seeds 0, 1 and 7 at the cpu scale, drawn from the committed pipeline reports."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_results_ladder
+
+    reports = [json.loads((RESULTS / f"pipeline_cpu_seed{seed}_on_cpu2.json").read_text()) for seed in (0, 1, 7)]
+    fig = plot_results_ladder(reports)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def size_sweep(path: Path = HERE / "size_sweep.png") -> Path:
+    """The InstructGPT headline in miniature: win rate against the medium SFT model by network size
+    (benchmarks/results/size_sweep_cpu_seed0_on_cpu2.json)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_size_sweep
+
+    fig = plot_size_sweep(json.loads((RESULTS / "size_sweep_cpu_seed0_on_cpu2.json").read_text()))
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def sft_mask(path: Path = HERE / "sft_mask.png") -> Path:
+    """One demonstration as the model sees it in SFT: the sequence, the target at each position
+    (the next token), and the mask m_t of eq-sft-mask that keeps only the response's targets."""
+    tokens = ["what", "does", "the", "bimo", "eat", "?", "<sep>", "the", "bimo", "eats", "fish", ".", "<eos>", "<pad>"]
+    prompt_len = 7  # the prompt and its separator
+    resp_end = 13  # one past <eos>
+    fig, ax = plt.subplots(figsize=(15, 4.6))
+    ax.set_xlim(-1.9, len(tokens) - 0.3)
+    ax.set_ylim(-0.2, 3.75)
+    ax.axis("off")
+    w, h = 0.86, 0.62
+    rows = {"input": 2.9, "target": 1.75, "mask": 0.6}
+    ax.text(-1.85, rows["input"], "input $s_t$", va="center", fontsize=13, color=INK, fontweight="bold")
+    ax.text(-1.85, rows["target"], "target $s_{t+1}$", va="center", fontsize=13, color=INK, fontweight="bold")
+    ax.text(-1.85, rows["mask"], "mask $m_t$", va="center", fontsize=13, color=INK, fontweight="bold")
+    for i, tok in enumerate(tokens):
+        kind = "prompt" if i < prompt_len else ("response" if i < resp_end else "pad")
+        fill = {"prompt": _tint(OKABE_ITO["sky_blue"], 0.35), "response": _tint(OKABE_ITO["orange"], 0.45),
+                "pad": "#eeeeee"}[kind]
+        edge = {"prompt": OKABE_ITO["blue"], "response": OKABE_ITO["vermillion"], "pad": GREY}[kind]
+        _box(ax, i, rows["input"], w, h, tok, edge=edge, fill=fill, dashed=kind == "pad", size=11.5)
+        if i + 1 < len(tokens):
+            target = tokens[i + 1]
+            counted = prompt_len - 1 <= i < resp_end - 1
+            tkind = "response" if counted else ("pad" if i + 1 >= resp_end else "prompt")
+            fill = {"prompt": _tint(OKABE_ITO["sky_blue"], 0.35), "response": _tint(OKABE_ITO["orange"], 0.45),
+                    "pad": "#eeeeee"}[tkind]
+            edge = {"prompt": OKABE_ITO["blue"], "response": OKABE_ITO["vermillion"], "pad": GREY}[tkind]
+            _box(ax, i, rows["target"], w, h, target, edge=edge, fill=fill, dashed=tkind == "pad", size=11.5)
+            _arrow(ax, (i, rows["input"] - h / 2), (i, rows["target"] + h / 2), colour=GREY, lw=1.2)
+            ax.text(i, rows["mask"], "1" if counted else "0", ha="center", va="center", fontsize=15,
+                    color=OKABE_ITO["vermillion"] if counted else GREY, fontweight="bold" if counted else "normal")
+    ax.text((prompt_len - 1) / 2, 3.55, "prompt: given, never a target", ha="center", fontsize=12.5,
+            color=OKABE_ITO["blue"])
+    ax.text((prompt_len + resp_end - 1) / 2, 3.55, "response, with its end token: the loss is here",
+            ha="center", fontsize=12.5, color=OKABE_ITO["vermillion"])
+    ax.text(len(tokens) - 1, 3.55, "padding", ha="center", fontsize=12.5, color=GREY)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def _chapter7() -> dict:
+    import json
+
+    return json.loads((RESULTS / "chapter7_cpu_seed0_on_cpu2.json").read_text())
+
+
+def hallucination_outcomes(path: Path = HERE / "hallucination_outcomes.png") -> Path:
+    """Chapter 7, hallucination: what SFT and the two PPO policies say to the 60 unanswerable
+    held-out questions, sampled and greedy."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_unanswerable_outcomes
+
+    data = _chapter7()["hallucination"]
+    names, n = data["outcome_names"], data["n_unanswerable"]
+
+    def row(decoding, model):
+        return {**dict(zip(names, data["outcomes"][decoding][model])), "n": n}
+
+    study = {guideline: {"sft_sampled": row("sampled", "SFT"), "sft_greedy": row("greedy", "SFT"),
+                         "ppo_sampled": row("sampled", f"PPO, {guideline}"),
+                         "ppo_greedy": row("greedy", f"PPO, {guideline}")}
+             for guideline in ("helpful first", "truthful first")}
+    fig = plot_unanswerable_outcomes(study)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def language_transfer(path: Path = HERE / "language_transfer.png") -> Path:
+    """Chapter 7, generalization: mean gold score of base, SFT and PPO asked in language A and in
+    language B, greedy and sampled."""
+    data = _chapter7()["generalization"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True, layout="constrained")
+    for ax, decoding in zip(axes, ("greedy", "sampled")):
+        _style_axes(ax)
+        models = list(data["gold"][decoding])
+        for j, (lang, colour, hatch) in enumerate(zip(data["languages"], (OKABE_ITO["blue"], OKABE_ITO["orange"]),
+                                                      ("", "//"))):
+            xs = [i + (j - 0.5) * 0.38 for i in range(len(models))]
+            ys = [data["gold"][decoding][m][j] for m in models]
+            ax.bar(xs, ys, 0.38, color=colour, hatch=hatch, edgecolor="white", label=lang, zorder=2)
+            for x, y in zip(xs, ys):
+                ax.text(x, y + (0.02 if y >= 0 else -0.06), f"{y:.2f}", ha="center", fontsize=11, color=INK)
+        ax.axhline(0, color=INK, linewidth=0.8)
+        ax.set_xticks(range(len(models)), models, fontsize=12)
+        ax.set_title(f"{decoding} answers", fontsize=14, color=INK, fontweight="bold")
+    axes[0].set_ylabel("mean gold score, 390 held-out prompts", fontsize=12, color=INK)
+    axes[0].legend(fontsize=12, frameon=False, loc="upper left")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def overoptimization_curve(path: Path = HERE / "overoptimization_curve.png") -> Path:
+    """Chapter 7, over-optimisation: proxy and gold gain of best-of-n against d = sqrt(KL), with
+    the fitted form d (a - b d) of Gao et al."""
+    import numpy as np
+
+    bon = _chapter7()["overoptimization"]["best_of_n"]
+    fig, ax = plt.subplots(figsize=(9.5, 5.0), layout="constrained")
+    _style_axes(ax)
+    ax.plot(bon["d"], bon["proxy"], "s--", color=OKABE_ITO["orange"], linewidth=2.2, markersize=7,
+            label="proxy: the reward model's score", zorder=3)
+    ax.plot(bon["d"], bon["gold"], "o-", color=OKABE_ITO["blue"], linewidth=2.6, markersize=7,
+            label="gold: the judge's score", zorder=3)
+    d = np.linspace(0, max(bon["d"]), 200)
+    a, b = bon["fit"]["a"], bon["fit"]["b"]
+    ax.plot(d, d * (a - b * d), ":", color=INK, linewidth=2.0, label=f"fit d (a \u2212 b d), a = {a}, b = {b}")
+    for n, x, y in zip(bon["n"], bon["d"], bon["gold"]):
+        if n > 1:
+            ax.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(0, -17), ha="center", fontsize=10.5,
+                        color=INK)
+    ax.axhline(0, color=GREY, linewidth=1.0)
+    ax.set_xlabel("d = \u221aKL to SFT (nats\u00bd)", fontsize=13, color=INK)
+    ax.set_ylabel("gain over SFT (SFT standard deviations)", fontsize=13, color=INK)
+    ax.set_title("Best-of-n: the proxy keeps rising, the gold score peaks early", fontsize=14, color=INK,
+                 fontweight="bold")
+    ax.legend(fontsize=12, frameon=False, loc="upper left")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+def dpo_frontier(path: Path = HERE / "dpo_frontier.png") -> Path:
+    """Chapter 7, DPO: gold score against KL to SFT for SFT, best-of-4 and -16, PPO and three DPO
+    runs."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_gold_vs_kl
+
+    points = {name: tuple(v) for name, v in _chapter7()["dpo"]["sampled_gold_and_kl"].items()}
+    fig, ax = plt.subplots(figsize=(9, 5.0), layout="constrained")
+    plot_gold_vs_kl(points, ax=ax)
+    ax.axhline(points["SFT"][1], color=GREY, linestyle=":", linewidth=1.2)
+    ax.set_title("What each method buys for its KL (best-of-n: upper bound on KL)")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
+FIGURES = [three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve,
+           results_ladder, size_sweep, sft_mask, hallucination_outcomes, language_transfer,
+           overoptimization_curve, dpo_frontier, ppo_budget]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Draw every figure. Without arguments, into book/figures at the book's resolution; with
+    ``--out DIR --dpi N`` (``make figures``), a slide pack into DIR, the book's files untouched."""
+    import argparse
+
+    global DPI
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default: book/figures)")
+    parser.add_argument("--dpi", type=int, default=DPI, help=f"resolution (default {DPI})")
+    args = parser.parse_args(argv)
+    DPI = args.dpi
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+    for make in FIGURES:
+        print("wrote", make() if args.out is None else make(args.out / f"{make.__name__}.png"))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def _check_next_token_loss(fn) -> None:
         raise Incorrect("you scored each position on its own token. The logits at position t "
                         "predict token t+1: compare logits[:-1] with tokens[1:].")
     if abs(got.item() - F.cross_entropy(logits[:-1], tokens[1:], reduction="sum").item()) < 1e-5:
-        raise Incorrect("that is the sum over positions; the loss of eq-lm-loss is the mean.")
+        raise Incorrect("that is the sum over positions; chapter 1's next-token loss is the mean over positions.")
     expect_close(got, _reference_next_token_loss(logits, tokens), "the loss")
 
 

@@ -55,7 +55,7 @@ _SCORE_MISTAKES = [
      ("you multiplied the axes. The score is helpfulness minus a penalty per violated axis, so a violation "
       "below helpful leaves part of the helpfulness (0.5 of a made-up answer).")),
     (lambda h, t, x, p: _with_penalties(1.0, 0.5)(h, 1 - t, 1 - x, p),
-     ("you penalised the axis's value instead of what is missing: the penalty is lambda * (1 - axis), so a "
+     ("you penalised the axis's value instead of what is missing: the penalty is w * (1 - axis), w its weight, so a "
       "truthful, harmless answer loses nothing (\"i do not know .\" keeps its 0.3).")),
 ]
 

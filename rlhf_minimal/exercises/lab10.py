@@ -48,7 +48,7 @@ def _check_bon_kl(fn) -> None:
 q1 = Question(
     "Lab 10, question 1 (the KL of best-of-n)",
     _check_bon_kl,
-    hints=[("Chapter 5 derives it (eq-bon-kl): the best of n samples has the largest of n uniform "
+    hints=[("Chapter 5 derives it (the KL of best-of-n): the best of n samples has the largest of n uniform "
             "quantiles, with density n u^(n-1)."),
            "KL = E[log n + (n - 1) log u] under that density, and E[log u] = -1/n.",
            "KL = log(n) - (n - 1) / n, in nats (natural logarithm)."],
@@ -146,8 +146,8 @@ def _reference_fit(d, reward, form):
     d, r = d[keep], r[keep]
     second = -d * d if form == "bon" else -d * torch.log(d)
     X = torch.stack([d, second], 1)
-    alpha, beta = torch.linalg.lstsq(X, r[:, None]).solution.squeeze(1).tolist()
-    return alpha, beta
+    a, b = torch.linalg.lstsq(X, r[:, None]).solution.squeeze(1).tolist()
+    return a, b
 
 
 def _fit_with(d, r, first, second):
@@ -165,36 +165,36 @@ def _check_fit(fn) -> None:
         if isinstance(got, torch.Tensor):
             got = tuple(got.tolist())
         if not (isinstance(got, (tuple, list)) and len(got) == 2):
-            raise Incorrect("return a pair (alpha, beta).")
+            raise Incorrect("return a pair (a, b).")
         got = tuple(float(g) for g in got)
         want = _reference_fit(d, reward, form)
         keep = d > 0
         dk, rk = d[keep], reward[keep]
         shape = -dk * dk if form == "bon" else -dk * torch.log(dk)
-        form_text = "d (alpha - beta d)" if form == "bon" else "d (alpha - beta log d)"
-        close = lambda a, b: all(abs(x - y) < 1e-6 for x, y in zip(a, b))
+        form_text = "d (a - b d)" if form == "bon" else "d (a - b log d)"
+        close = lambda u, v: all(abs(x - y) < 1e-6 for x, y in zip(u, v))
         if close(got, (want[0], -want[1])) and abs(want[1]) > 1e-6:
-            raise Incorrect(f"beta has the wrong sign: in {form_text} beta multiplies a term that is "
+            raise Incorrect(f"b has the wrong sign: in {form_text}, b multiplies a term that is "
                             "subtracted, so its column in the design matrix is the negated one.")
         if close(got, want[::-1]):
-            raise Incorrect("alpha and beta are swapped: return (alpha, beta) in that order.")
+            raise Incorrect("a and b are swapped: return (a, b) in that order.")
         if form == "rl" and close(got, (want[0], want[1] / 2)):
             raise Incorrect("you used log KL = 2 log d where the form has log d; the RL form is "
-                            "d (alpha - beta log d) with d = sqrt(KL).")
+                            "d (a - b log d) with d = sqrt(KL).")
         if close(got, _fit_with(dk, rk / dk, torch.ones_like(dk), shape / dk)):
             raise Incorrect("you fitted reward / d as a line. That gives every point another weight (the "
                             "points near d = 0 count most) and is no longer least squares on the reward "
-                            "itself: fit reward ~ alpha * d + beta * (second column) directly.")
-        expect_close(got, want, f"(alpha, beta) for the {form} form {form_text} on noisy data", atol=1e-5)
+                            "itself: fit reward ~ a * d + b * (second column) directly.")
+        expect_close(got, want, f"(a, b) for the {form} form {form_text} on noisy data", atol=1e-5)
 
 
 q3 = Question(
-    "Lab 10, question 3 (fitting alpha and beta by least squares)",
+    "Lab 10, question 3 (fitting a and b by least squares)",
     _check_fit,
-    hints=[("Both forms are linear in (alpha, beta): reward = alpha * d + beta * g(d), with g(d) = -d^2 "
+    hints=[("Both forms are linear in (a, b): reward = a * d + b * g(d), with g(d) = -d^2 "
             "for best-of-n and -d log d for RL."),
            ("Stack the columns d and g(d) into a matrix X and solve the least-squares problem "
-            "X @ [alpha, beta] ~ reward, e.g. with torch.linalg.lstsq or numpy.linalg.lstsq. Points at d = 0 "
+            "X @ [a, b] ~ reward, e.g. with torch.linalg.lstsq or numpy.linalg.lstsq. Points at d = 0 "
             "tell nothing (every form is 0 there), and log 0 is undefined: drop them.")],
     solution="""
 import torch
@@ -205,8 +205,8 @@ def fit_form(d, reward, form):
     d, r = d[d > 0], r[d > 0]
     second = -d * d if form == "bon" else -d * torch.log(d)
     X = torch.stack([d, second], 1)
-    alpha, beta = torch.linalg.lstsq(X, r[:, None]).solution.squeeze(1).tolist()
-    return alpha, beta
+    a, b = torch.linalg.lstsq(X, r[:, None]).solution.squeeze(1).tolist()
+    return a, b
 """,
     reference=_reference_fit,
 )
