@@ -17,9 +17,9 @@ DEFINED = re.compile(r"\$\$\s*\((eq-[A-Za-z0-9_-]+)\)")  # MyST's labelled displ
 ROLE = re.compile(r"\{eq\}`(eq-[A-Za-z0-9_-]+)`")
 ANY_LABEL = re.compile(r"(?<![\w-])(eq-[a-z0-9][a-z0-9-]*[a-z0-9])")
 
-# Labs whose raw references are still to be turned into {eq} roles. Strict: once a lab is fixed,
-# its entry fails here as "XPASS" and must be removed.
-STILL_RAW = {"04_reward_model.ipynb", "05_ppo.ipynb", "11_dpo.ipynb"}
+# Labs whose raw references are still to be turned into {eq} roles (none today). Strict: once a
+# lab is fixed, its entry fails here as "XPASS" and must be removed.
+STILL_RAW: set[str] = set()
 
 
 def _defined_labels() -> dict:
