@@ -9,7 +9,7 @@ The preset has no learning-rate schedule, so the policy after ``k`` batches of a
 policy a run of ``k`` batches would give. Beside it, best-of-n for n = 1, 2, 4, 8, 16 from one draw
 of 16 SFT samples per prompt (the best of each of the 16 / n disjoint groups of n), whose KL to SFT
 is the analytic ``log n - (n - 1) / n``. Gap closed against KL to SFT puts both on the same axes,
-which is how one compares an RL method with best-of-n fairly (Gao et al., 2023).
+which is how one compares an RL method with best-of-n fairly (Gao et al., "Scaling laws for reward model overoptimization").
 
 The pipeline scores one sample per prompt; with about 460 prompts that leaves a standard error of
 about 0.08 on a sampled gap closed, as large as the differences in question. Here each policy is
