@@ -200,3 +200,15 @@ def test_ci_grpo_against_the_verifier_raises_its_reward():
     first, last = sum(log["score"][:4]) / 4, sum(log["score"][-4:]) / 4
     assert last > first + 0.05, log["score"]
     assert log["kl"][-1] > 0.05 and all(math.isfinite(x) for x in log["kl"])
+
+
+def test_grpo_and_rloo_updates_fit_on_one_screen_with_backward_and_step_in_them():
+    import inspect
+
+    from rlhf_minimal.grpo import grpo_update, rloo_update
+
+    for update, loss in ((grpo_update, "grpo_loss("), (rloo_update, "reinforce_loss(")):
+        source = inspect.getsource(update)
+        assert len(source.splitlines()) <= 40, update.__name__
+        for piece in (loss, "zero_grad", "backward()", "clip_grad_norm_(", "optimizer.step()", "for start in range("):
+            assert piece in source, (update.__name__, piece)

@@ -443,8 +443,25 @@ def reward_curve(path: Path = HERE / "reward_curve.png") -> Path:
     return path
 
 
+def modern_rl(path: Path = HERE / "modern_rl.png") -> Path:
+    """Chapter 8's comparison (benchmarks/modern_rl.py at the cpu scale, seeds 0 and 1), drawn by
+    rlhf_minimal.plots.plot_modern_rl from the committed reports."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_modern_rl
+
+    reports = [json.loads((RESULTS / f"modern_rl_cpu_seed{seed}_on_cpu2.json").read_text()) for seed in (0, 1)]
+    fig = plot_modern_rl(reports)
+    fig.savefig(path, dpi=150, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
-    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve):
+    for make in (three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve,
+                 modern_rl):
         print("wrote", make())
 
 
