@@ -41,8 +41,9 @@ from rlhf_minimal.verifier import verifiable  # noqa: E402
 METHODS = ("ppo", "grpo", "grpo_verifier", "rloo", "dpo", "best_of_4", "best_of_16", "rejection", "rlaif")
 
 
-def stages(scale: str, seed: int, device) -> dict:
-    """Each method's (evaluation, name of its entry in the evaluation, training seconds, extra)."""
+def stages(scale: str, seed: int, device, methods=METHODS) -> dict:
+    """Each method's (evaluation, name of its entry in the evaluation, training seconds, extra),
+    for ``methods`` (PPO always: best-of-n and the SFT row come from its evaluation)."""
     from rlhf_minimal.dpo import dpo_policy
     from rlhf_minimal.grpo import grpo_policy, rloo_policy
     from rlhf_minimal.ppo import ppo_policy
@@ -58,6 +59,8 @@ def stages(scale: str, seed: int, device) -> dict:
              "rejection": lambda: rejection_policy(scale, seed, device=device),
              "rlaif": lambda: rlaif_policy(scale, seed, device=device)}
     for name, call in calls.items():
+        if name != "ppo" and name not in methods:
+            continue
         before, start = len(cache.BUILT), time.time()
         *_, info = call()
         built = len(cache.BUILT) > before
@@ -80,7 +83,8 @@ def stages(scale: str, seed: int, device) -> dict:
         print(f"[{name}] {'trained' if built else 'loaded'} in {time.time() - start:.0f} s", flush=True)
     ppo_eval = out["ppo"][0]
     for n in (4, 16):
-        out[f"best_of_{n}"] = (ppo_eval, f"best_of_{n}", 0.0, {})
+        if f"best_of_{n}" in methods:
+            out[f"best_of_{n}"] = (ppo_eval, f"best_of_{n}", 0.0, {})
     return out
 
 
@@ -114,6 +118,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", choices=SCALES, default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the report here as JSON")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="the methods to compare (default: all); the report lists those left out")
     args = parser.parse_args(argv)
     device = pick_device()
     from rlhf_minimal.sft import sft_model
@@ -121,15 +127,15 @@ def main(argv=None) -> int:
     world, *_ = sft_model(args.scale, args.seed, device=device)
     tasks = [t for t in world.splits["eval"] if t.lang == "a"]
     judge, writers = GoldJudge(world), writers_entry(world, tasks)
-    runs = stages(args.scale, args.seed, device)
+    runs = stages(args.scale, args.seed, device, args.methods)
     env = describe_environment()
     report = {"scale": args.scale, "seed": args.seed, "device": str(device), "gpu": env["gpu"],
               "cpu_threads": env["cpu_threads"], "torch": env["torch"], "n_eval_prompts": len(tasks),
-              "methods": {}}
+              "left_out": [m for m in METHODS if m not in runs], "methods": {}}
     for decoding in ("sampled", "greedy"):
         sft = runs["ppo"][0][decoding]["sft"]
         table = {"sft": row(sft, sft, writers, tasks, judge), "writers": row(writers, sft, writers, tasks, judge)}
-        for name in METHODS:
+        for name in (m for m in METHODS if m in runs):
             evaluation, entry, seconds, extra = runs[name]
             if entry not in evaluation[decoding]:
                 continue  # best-of-n has no greedy decoding

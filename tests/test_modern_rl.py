@@ -185,20 +185,22 @@ def test_rejection_sampling_keeps_the_reward_models_favourite(ci_world):
 
 # ----------------------------------------------------------------------------- a short run
 def test_ci_grpo_against_the_verifier_raises_its_reward():
-    """GRPO at the ci scale against the verifier: the verifier's mean reward on the sampled
-    responses rises from the first batches to the last, and the KL to SFT grows from 0."""
-    from rlhf_minimal.sft import sft_model
+    """GRPO at the ci scale against the verifier, on the review labels (``classify``: the one
+    verifiable family the tiny ci SFT model gets right at all, about 13% of samples): the verifier's
+    mean reward on the sampled responses rises from the first batches to the last, and the policy
+    moves away from SFT."""
     from rlhf_minimal.grpo import train_grpo
+    from rlhf_minimal.sft import sft_model
     from rlhf_minimal.verifier import Verifier
 
     world, tokenizer, sft, _ = sft_model("ci", 0)
     verifier = Verifier(world)
-    tasks, _ = verifier.split(list(world.splits["rl"]))
-    cfg = GRPOConfig(steps=16, prompts_per_step=32, group_size=4, max_new_tokens=24, lr=3e-4,
+    tasks = [t for t in verifier.split(list(world.splits["rl"]))[0] if t.family == "classify"]
+    cfg = GRPOConfig(steps=12, prompts_per_step=32, group_size=4, max_new_tokens=16, lr=3e-4,
                      no_eos_penalty=0.0)
     _, log = train_grpo(sft, verifier, tokenizer, tasks, cfg, seed=0)
     first, last = sum(log["score"][:4]) / 4, sum(log["score"][-4:]) / 4
-    assert last > first + 0.05, log["score"]
+    assert last > first + 0.1, log["score"]
     assert log["kl"][-1] > 0.05 and all(math.isfinite(x) for x in log["kl"])
 
 
