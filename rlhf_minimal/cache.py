@@ -40,7 +40,8 @@ def cache_root() -> Path:
 # package module it imports, directly or through others (:func:`imported_modules`): editing any
 # of them invalidates the stage's entries (and, through the keys that include them, the later
 # stages').
-STAGE_MODULES = {"base": "pretrain", "sft": "sft", "reward": "reward", "ppo": "ppo", "dpo": "dpo"}
+STAGE_MODULES = {"base": "pretrain", "sft": "sft", "reward": "reward", "ppo": "ppo", "dpo": "dpo",
+                 "grpo": "grpo", "rejection": "rejection", "rlaif": "rlaif"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -380,3 +380,43 @@ def plot_results_ladder(reports: list[dict]):
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(f"From base to PPO on the gold judge ({first['scale']} scale, {machine})", fontsize=11)
     return fig
+
+
+MODERN_LABELS = {"ppo": "PPO", "grpo": "GRPO", "grpo_verifier": "GRPO +\nverifier", "rloo": "RLOO",
+                 "dpo": "DPO", "best_of_4": "best-of-4", "best_of_16": "best-of-16",
+                 "rejection": "rejection\nsampling FT", "rlaif": "RLAIF\n(GRPO)"}
+
+
+def plot_modern_rl(reports: list[dict], decoding: str = "sampled"):
+    """Two panels from ``benchmarks/modern_rl.py`` reports (one per seed): the share of the gap
+    from SFT to the writers each method closes, and its change in mean gold score over SFT on the
+    held-out prompts a verifier can check and on those it cannot. One marker per seed, bars at
+    the mean."""
+    names = [n for n in MODERN_LABELS if n in reports[0]["methods"][decoding]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), layout="constrained")
+    xs = range(len(names))
+    for ax, panels in ((left, [("gap_closed", None)]), (right, [("verifiable", 0), ("unverifiable", 1)])):
+        width = 0.8 / len(panels)
+        for k, (column, colour) in enumerate(panels):
+            per_seed = []
+            for report in reports:
+                rows, sft = report["methods"][decoding], report["methods"][decoding]["sft"]
+                per_seed.append([rows[n]["gap_closed"] if column == "gap_closed"
+                                 else rows[n][column]["gold_score"] - sft[column]["gold_score"] for n in names])
+            offset = (k - (len(panels) - 1) / 2) * width
+            means = [sum(s[j] for s in per_seed) / len(per_seed) for j in xs]
+            label = {"gap_closed": None, "verifiable": "prompts a verifier can check",
+                     "unverifiable": "prompts it cannot (stories, refusals, unanswerable)"}[column]
+            ax.bar([x + offset for x in xs], means, width, color=OKABE_ITO[colour or 0],
+                   hatch=["", "//"][k], edgecolor="white", label=label)
+            for s, seed_values in enumerate(per_seed):
+                ax.plot([x + offset for x in xs], seed_values, "o", color="black", markersize=3,
+                        label=("one seed" if s == 0 and k == 0 else None))
+        ax.axhline(0, color="black", linewidth=0.8, linestyle=":")
+        ax.set_xticks(list(xs), [MODERN_LABELS[n] for n in names], fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
+    seeds = ", ".join(str(r["seed"]) for r in reports)
+    left.set(ylabel="gap closed (0: SFT, 1: writers)",
+             title=f"{reports[0]['scale']} scale, seeds {seeds}, {decoding}, gold judge")
+    right.set(ylabel="change in mean gold score vs SFT", title="Where each method helps")
+    return fig

@@ -656,9 +656,25 @@ def dpo_frontier(path: Path = HERE / "dpo_frontier.png") -> Path:
     return path
 
 
+def modern_rl(path: Path = HERE / "modern_rl.png") -> Path:
+    """Chapter 8's comparison (benchmarks/modern_rl.py at the cpu scale, seeds 0 and 1), drawn by
+    rlhf_minimal.plots.plot_modern_rl from the committed reports."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal.plots import plot_modern_rl
+
+    reports = [json.loads((RESULTS / f"modern_rl_cpu_seed{seed}_on_cpu2.json").read_text()) for seed in (0, 1)]
+    fig = plot_modern_rl(reports)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
 FIGURES = [three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve,
            results_ladder, size_sweep, sft_mask, hallucination_outcomes, language_transfer,
-           overoptimization_curve, dpo_frontier, ppo_budget]
+           overoptimization_curve, dpo_frontier, ppo_budget, modern_rl]
 
 
 def main(argv: list[str] | None = None) -> None:
