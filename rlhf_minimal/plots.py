@@ -413,7 +413,7 @@ def plot_modern_rl(reports: list[dict], decoding: str = "sampled"):
                 ax.plot([x + offset for x in xs], seed_values, "o", color="black", markersize=3,
                         label=("one seed" if s == 0 and k == 0 else None))
         ax.axhline(0, color="black", linewidth=0.8, linestyle=":")
-        ax.set_xticks(list(xs), [MODERN_LABELS[n] for n in names], fontsize=8)
+        ax.set_xticks(list(xs), [MODERN_LABELS[n] for n in names], fontsize=8, rotation=30, ha="right")
         ax.legend(fontsize=8, loc="upper left")
     seeds = ", ".join(str(r["seed"]) for r in reports)
     left.set(ylabel="gap closed (0: SFT, 1: writers)",
