@@ -275,23 +275,7 @@ q4 = Question(
             "precision.step(optimizer)."),
            ("`precision` wraps plain PyTorch: on the CPU precision.backward(loss) is loss.backward() and "
             "precision.step(optimizer) is optimizer.step(); on a GPU they add float16 loss scaling.")],
-    solution="""
-def minibatch_step(policy, optimizer, mb, cfg, pieces, precision):
-    P, mask = mb.prompt_width, mb.mask.float()
-    with precision.autocast():
-        logits, values = policy(mb.ids, mb.attn)
-    logits, values = logits[:, P - 1:-1].float(), values[:, P - 1:-1].float()
-    logprobs = token_logprobs(logits, mb.response, cfg.temperature)
-    pg_loss = pieces.policy_loss(logprobs, mb.logprobs, mb.advantages, mask, cfg.clip_eps)
-    vf_loss = value_loss(values, mb.values, mb.returns, mask, cfg.value_clip)
-    entropy = masked_mean(entropy_from_logits(logits, cfg.temperature), mask)
-    loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
-    optimizer.zero_grad(set_to_none=True)
-    precision.backward(loss)
-    precision.clip_grad_norm(policy, optimizer, cfg.max_grad_norm)
-    precision.step(optimizer)
-    return step_stats(loss, pg_loss, vf_loss, entropy, logprobs, mb, cfg)
-""",
+    solution=inspect.getsource(_reference_minibatch_step).replace("def _reference_minibatch_step(", "def minibatch_step(", 1),
     reference=_reference_minibatch_step,
     piece=None,  # ppo_update's own step: PPOPieces.minibatch_step is None by default piece_name="minibatch step (the one inside ppo_update)",
 )

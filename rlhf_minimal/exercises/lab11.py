@@ -4,6 +4,7 @@ training loop over the comparisons. Questions 1 and 3 are pieces of the lab's ow
 from __future__ import annotations
 
 import copy
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -214,22 +215,6 @@ def _check_dpo_loop(fn) -> None:
                     "each pair's positions b.chosen and b.rejected; zero_grad before backward.")
 
 
-def _reference_loop(policy, optimizer, tokenizer, batches, cfg, pieces, precision, record):
-    from ..dpo import response_logprobs
-    from ..train import cosine_lr, set_lr
-
-    for step, b in enumerate(batches):
-        set_lr(optimizer, cosine_lr(step, len(batches), cfg.lr, cfg.warmup))
-        logprobs = response_logprobs(policy, tokenizer, b.prompts, b.responses)
-        loss = pieces.dpo_loss(logprobs[b.chosen], logprobs[b.rejected], b.ref_logprobs[b.chosen],
-                               b.ref_logprobs[b.rejected], cfg.beta, b.weights)
-        record(step, loss, logprobs, b)
-        optimizer.zero_grad(set_to_none=True)
-        precision.backward(loss)
-        precision.clip_grad_norm(policy, optimizer, 1.0)
-        precision.step(optimizer)
-
-
 q3 = Question(
     "Lab 11, question 3 (the training loop)",
     _check_dpo_loop,
@@ -239,19 +224,7 @@ q3 = Question(
            ("Then record(step, loss, logprobs, b), optimizer.zero_grad(set_to_none=True), "
             "precision.backward(loss), precision.clip_grad_norm(policy, optimizer, 1.0), "
             "precision.step(optimizer).")],
-    solution="""
-def training_loop(policy, optimizer, tokenizer, batches, cfg, pieces, precision, record):
-    for step, b in enumerate(batches):
-        set_lr(optimizer, cosine_lr(step, len(batches), cfg.lr, cfg.warmup))
-        logprobs = response_logprobs(policy, tokenizer, b.prompts, b.responses)
-        loss = pieces.dpo_loss(logprobs[b.chosen], logprobs[b.rejected], b.ref_logprobs[b.chosen],
-                               b.ref_logprobs[b.rejected], cfg.beta, b.weights)
-        record(step, loss, logprobs, b)
-        optimizer.zero_grad(set_to_none=True)
-        precision.backward(loss)
-        precision.clip_grad_norm(policy, optimizer, 1.0)
-        precision.step(optimizer)
-""",
-    reference=_reference_loop,
+    solution=inspect.getsource(dpo_loop).replace("def dpo_loop(", "def training_loop(", 1),
+    reference=dpo_loop,
     piece=dpo_loop, piece_name="dpo_loop (rlhf_minimal.dpo)",
 )
