@@ -66,26 +66,34 @@ book-student: venv
 figures: venv
 	$(BIN)/python book/figures/make_figures.py --out _build/figures --dpi 220
 
-# Order: scale check, the book build (warnings are errors, labs not executed: nbval runs them),
-# then one pytest run for the unit tests and nbval, so pytest's summary line is the last line.
-# The installs people actually get (check-lowest, check-colab below) are not part of it until the
-# lowest-versions check passes (README, "The installs people actually get").
+# Order: scale check; the two install checks' environments built in the background (mostly
+# downloads, see below); the book build (warnings are errors, labs not executed: nbval runs them);
+# one pytest run for the unit tests and nbval; then the install checks' own tests in those
+# environments. Each step's failure fails make test.
 test: export RLHF_SCALE ?= ci
 test: export TQDM_DISABLE = 1
 test: export HF_DATASETS_DISABLE_PROGRESS_BARS = 1
 test: export RLHF_NONINTERACTIVE = 1
 test: export RLHF_CACHE ?= $(CURDIR)/.rlhf_cache
+# one thread for each of the JOBS pytest workers: two workers of two threads each on two cores wait
+# on each other, which made the tests three times slower (16 minutes instead of 5)
+test: export OMP_NUM_THREADS ?= 1
 test: venv
 	$(BIN)/python -m rlhf_minimal.scale
+	@mkdir -p $(ENVS); for mode in lowest colab; do \
+	  UV=$(BIN)/uv nice -n 10 bash scripts/check_installs.sh prepare $$mode $(ENVS) > $(ENVS)/$$mode.prepare.log 2>&1 & done
 	$(BIN)/jupyter-book config sphinx . > /dev/null
 	$(BIN)/sphinx-build -q -b html -W --keep-going -D nb_execution_mode=off . _build/test-html
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax tests labs
+	UV=$(BIN)/uv JOBS=$(JOBS) bash scripts/check_installs.sh test lowest $(ENVS)
+	UV=$(BIN)/uv JOBS=$(JOBS) bash scripts/check_installs.sh test colab $(ENVS)
 
 # The installs people actually get, each in a throw-away environment under .envs that prints the
 # versions it resolved (scripts/check_installs.sh): the lowest versions pyproject.toml allows (unit
 # tests, labs 00 and 05) and Colab's kind of set-up (lab 3's panel, labs 00, 03 and 05). Each
 # downloads its own torch (a CUDA build, about 3 GB, kept in uv's cache). They share the stage
-# cache with make test, so after it they train only what their labs train themselves.
+# cache with make test, so after it they train only what their labs train themselves. make test
+# runs both; these run one alone.
 .PHONY: check-lowest check-colab
 check-lowest check-colab: export RLHF_SCALE ?= ci
 check-lowest check-colab: export RLHF_CACHE ?= $(CURDIR)/.rlhf_cache

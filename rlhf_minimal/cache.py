@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -46,8 +47,15 @@ STAGE_MODULES = {"base": "pretrain", "sft": "sft", "reward": "reward", "ppo": "p
 
 def _imports(path: Path) -> set[str]:
     """The package modules that the file at ``path`` imports, at the top or inside functions."""
+    return set(_imports_in_source(path.read_text()))
+
+
+@functools.lru_cache(maxsize=256)
+def _imports_in_source(source: str) -> frozenset[str]:
+    """The package modules that ``source`` imports (parsed once per distinct text: every stage's
+    key walks the whole import graph)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             if node.module:
                 found.add(node.module.split(".")[0])
@@ -57,7 +65,7 @@ def _imports(path: Path) -> set[str]:
             found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
             found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("rlhf_minimal."))
-    return found
+    return frozenset(found)
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -11,12 +11,20 @@
 #                                          the widget test (lab 3's panel, clicked without a browser),
 #                                          and labs 00, 03 and 05
 #
+# Each is two steps, which can also run apart: `prepare MODE DIR` builds the environment (mostly
+# downloads: make test runs it in the background while its own tests use the cores) and `test MODE
+# DIR` runs the tests in it, waiting for a prepare still running and preparing first if none did.
+#
 # Each prints the versions it resolved. The environments live under DIR (make test: .envs); the
 # downloads stay in uv's cache. The labs run at the scale in RLHF_SCALE (make test: ci) and share
 # the stage cache in RLHF_CACHE with the rest of make test.
 set -euo pipefail
-mode=${1:?usage: scripts/check_installs.sh lowest|colab DIR}
-base=${2:?usage: scripts/check_installs.sh lowest|colab DIR}
+usage="usage: scripts/check_installs.sh [prepare|test] lowest|colab DIR"
+step=both
+case ${1:-} in prepare|test) step=$1; shift ;; esac
+mode=${1:?$usage}
+base=${2:?$usage}
+case $mode in lowest|colab) ;; *) echo "check_installs: unknown mode '$mode' (lowest or colab)" >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 UV=${UV:-$(command -v uv || true)}
@@ -48,15 +56,17 @@ show_versions() {
 }
 
 # pytest in the environment; the labs run in a kernel of that same environment (--nbval-current-env)
+# (one thread per pytest worker: two workers of two threads each on two cores wait on each other,
+# which made these tests nearly twice as slow)
 run_tests() {  # python, then pytest's arguments
   local py=$1; shift
   RLHF_SCALE=${RLHF_SCALE:-ci} RLHF_NONINTERACTIVE=1 TQDM_DISABLE=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1 \
-    "$py" -m pytest -p no:cacheprovider -q -n "${JOBS:-2}" --dist loadscope --nbval-lax \
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$py" -m pytest -p no:cacheprovider -q -n "${JOBS:-2}" --dist loadscope --nbval-lax \
     --nbval-current-env --nbval-kernel-startup-timeout=300 "$@"
 }
 
-case $mode in
-lowest)
+# ------------------------------------------------------------------- building the environments
+prepare_lowest() {
   # requires-python's floor, or the oldest Python here that it allows
   floor=$(sed -n 's/^requires-python *= *">=\([0-9.]*\)".*/\1/p' pyproject.toml)
   py=$(find_python "$floor" 3.11 3.12 3.13)
@@ -93,13 +103,9 @@ EOF
   "$UV" pip install --quiet --python "$vpy" -c "$dir/requirements.txt" pytest pytest-xdist nbval ipykernel pyyaml
   "$UV" pip install --quiet --python "$vpy" --no-deps -e .
   show_versions "lowest versions" "$vpy"
-  # The unit tests that use the dependencies (not the repository's own rules, nor the book and
-  # the benchmark scripts, which the main environment runs), and labs 00 and 05.
-  run_tests "$vpy" tests labs/00_setup.ipynb labs/05_ppo.ipynb \
-    --ignore=tests/test_repo.py --ignore=tests/test_editions.py --ignore=tests/test_rendered_book.py \
-    --ignore=tests/test_pipeline.py
-  ;;
-colab)
+}
+
+prepare_colab() {
   py=$(find_python "${COLAB_PYTHON:-3.12}" 3.11 3.13 3.10)
   dir=$base/colab
   rm -rf "$dir"; mkdir -p "$dir"
@@ -123,8 +129,40 @@ EOF
   show_versions "Colab-like" "$vpy"
   [ "$before" = "$after" ] || { echo "check_installs: installing the package replaced Colab's torch or ipywidgets: $before -> $after" >&2; exit 1; }
   echo "  torch and ipywidgets kept: $after"
+}
+
+# ------------------------------------------------------------------- their tests
+test_lowest() {
+  local vpy=$base/lowest/venv/bin/python
+  # The unit tests that use the dependencies (not the repository's own rules, nor the book and
+  # the benchmark scripts, which the main environment runs), and labs 00 and 05.
+  run_tests "$vpy" tests labs/00_setup.ipynb labs/05_ppo.ipynb \
+    --ignore=tests/test_repo.py --ignore=tests/test_editions.py --ignore=tests/test_rendered_book.py \
+    --ignore=tests/test_pipeline.py
+}
+
+test_colab() {
+  local vpy=$base/colab/venv/bin/python
   run_tests "$vpy" tests/test_widgets.py labs/00_setup.ipynb labs/03_preference_data.ipynb labs/05_ppo.ipynb
-  ;;
-*)
-  echo "check_installs: unknown mode '$mode' (lowest or colab)" >&2; exit 2 ;;
+}
+
+# ------------------------------------------------------------------- the steps
+mkdir -p "$base"
+exec 9>"$base/$mode.lock"   # held while preparing or testing: a test waits for a prepare still running
+flock 9
+log=$base/$mode.prepare.log      # where make test's prepare in the background writes
+case $step in
+prepare|both)
+  rm -f "$base/$mode.ready"
+  "prepare_$mode"
+  touch "$base/$mode.ready" ;;
+test)
+  if [ -e "$base/$mode.ready" ]; then
+    [ ! -s "$log" ] || cat "$log"   # the versions it printed
+  else
+    [ ! -s "$log" ] || { echo "== $mode: preparing in the background failed:"; cat "$log"; echo "== $mode: preparing again"; }
+    "prepare_$mode"
+    touch "$base/$mode.ready"
+  fi ;;
 esac
+[ "$step" = prepare ] || "test_$mode"

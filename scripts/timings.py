@@ -7,11 +7,14 @@
 `measure` times, in a throw-away copy of the repository (the tracked files) and a new, empty stage
 cache, so that nothing of yours is reused or overwritten:
 
-- each lab executed from top to bottom, in reading order, from the empty stage cache (*cold*: the
-  first time through the course, each lab building the stages no earlier lab built), then every
-  lab again with every stage cached (*warm*);
-- the book (`jupyter-book build`, which executes every lab) from an empty stage cache and no
-  executed notebooks (*cold*), then again with nothing changed (*warm*).
+- the book (`jupyter-book build`, which executes every lab in reading order) from an empty stage
+  cache and no executed notebooks (*cold*), and each lab's share of it, read from the execution
+  times jupyter-cache records: the first time through the course, each lab building the stages no
+  earlier lab built;
+- then every lab again, alone, with every stage cached (*warm*), and the book once more with nothing
+  changed (*warm*: no lab re-runs).
+
+With `--no-book` the cold pass runs each lab by itself in reading order instead.
 
 It writes the measurements as JSON (``benchmarks/results/timings_<scale>_on_<machine>.json``) and
 then renders them, as `render` does: the markdown table ``book/timings_table.md``, which the
@@ -130,40 +133,63 @@ def _build_book(copy: Path, env: dict) -> float:
     return time.perf_counter() - start
 
 
+def _book_lab_seconds(copy: Path) -> dict[str, float]:
+    """Seconds each lab took to execute in the book build, from jupyter-cache's records."""
+    from jupyter_cache import get_cache
+
+    seconds = {}
+    for record in get_cache(str(copy / "_build" / ".jupyter_cache")).list_cache_records():
+        taken = (record.data or {}).get("execution_seconds")
+        if taken is not None:
+            seconds[Path(record.uri).stem] = float(taken)
+    return seconds
+
+
 def measure(scale: str, labs: list[str] | None, book: bool, machine: str, timeout: int) -> dict:
     all_labs = sorted(p.stem for p in (ROOT / "labs").glob("*.ipynb"))
     chosen = labs or all_labs
     unknown = [lab for lab in chosen if lab not in all_labs]
     if unknown:
         raise TimingError(f"no such lab: {unknown}; the labs are {all_labs}")
+    if book and labs:
+        raise TimingError("the book executes every lab: leave out --labs, or add --no-book")
     with tempfile.TemporaryDirectory(prefix="rlhf_timings_") as tmp:
         copy = _copy_of_repository(Path(tmp) / "repo")
         env = {"RLHF_SCALE": scale, "RLHF_NONINTERACTIVE": "1", "TQDM_DISABLE": "1",
                "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "RLHF_CACHE": str(Path(tmp) / "stages"),
                "PYTHONPATH": str(copy) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        rows = []
-        for lab in chosen:  # cold: in reading order, from the empty stage cache
-            seconds = _run_lab(copy / "labs" / f"{lab}.ipynb", env, timeout)
-            rows.append({"lab": lab, "cold_s": round(seconds, 1), "warm_s": None})
-            print(f"{lab}: {seconds:.0f} s cold", flush=True)
+        book_times = None
+        if book:  # cold: the book from the empty stage cache, each lab's share from jupyter-cache
+            cold = _build_book(copy, env)
+            print(f"make book: {cold:.0f} s cold", flush=True)
+            shares = _book_lab_seconds(copy)
+            missing = [lab for lab in chosen if lab not in shares]
+            if missing:
+                raise TimingError(f"the book build recorded no execution time for {missing}")
+            rows = [{"lab": lab, "cold_s": round(shares[lab], 1), "warm_s": None} for lab in chosen]
+            for row in rows:
+                print(f"{row['lab']}: {row['cold_s']:.0f} s cold (in the book build)", flush=True)
+        else:  # cold: each lab in reading order, from the empty stage cache
+            rows = []
+            for lab in chosen:
+                seconds = _run_lab(copy / "labs" / f"{lab}.ipynb", env, timeout)
+                rows.append({"lab": lab, "cold_s": round(seconds, 1), "warm_s": None})
+                print(f"{lab}: {seconds:.0f} s cold", flush=True)
         for row in rows:  # warm: every stage now cached
             row["warm_s"] = round(_run_lab(copy / "labs" / f"{row['lab']}.ipynb", env, timeout), 1)
             print(f"{row['lab']}: {row['warm_s']:.0f} s warm", flush=True)
-        book_times = None
         if book:
-            env_book = {**env, "RLHF_CACHE": str(Path(tmp) / "book_stages")}
-            cold = _build_book(copy, env_book)
-            print(f"make book: {cold:.0f} s cold", flush=True)
-            warm = _build_book(copy, env_book)
+            warm = _build_book(copy, env)
             print(f"make book: {warm:.0f} s warm", flush=True)
             book_times = {"cold_s": round(cold, 1), "warm_s": round(warm, 1)}
     return {
         "scale": scale,
         "machine": machine,
         "date": datetime.date.today().isoformat(),
-        "cold": "each lab in reading order from an empty stage cache, building what no earlier lab built; "
-                "the book from an empty stage cache and no executed notebooks",
-        "warm": "the same again, every stage (and, for the book, every executed notebook) cached",
+        "cold": ("the book from an empty stage cache and no executed notebooks, and each lab's share of it "
+                 "(the labs run in reading order, each building the stages no earlier lab built)" if book else
+                 "each lab in reading order from an empty stage cache, building what no earlier lab built"),
+        "warm": "each lab again by itself, every stage cached" + ("; the book again with nothing changed" if book else ""),
         "labs": rows,
         "book": book_times,
         "platform": platform.platform(),

@@ -49,3 +49,20 @@ def test_the_book_and_the_readme_show_a_rendering_of_a_committed_report():
         "README.md's timing table differs from book/timings_table.md: run scripts/timings.py render")
     for page in ("preface.md", "instructors_guide.md"):
         assert "```{include} timings_table.md" in (ROOT / "book" / page).read_text(), page
+
+
+def test_each_labs_share_of_the_book_build_is_read_from_jupyter_caches_records(tmp_path):
+    """The cold column comes from the execution times jupyter-cache stored while the book ran the
+    labs: one entry per executed notebook, named by its file."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache = get_cache(str(tmp_path / "_build" / ".jupyter_cache"))
+    for name, seconds in (("00_setup", 12.5), ("06_pipeline", 301.0)):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"print({seconds})", execution_count=1)])
+        cache.cache_notebook_bundle(CacheBundleIn(nb, str(tmp_path / "labs" / f"{name}.ipynb"),
+                                                  data={"execution_seconds": seconds}), check_validity=False)
+    assert timings._book_lab_seconds(tmp_path) == {"00_setup": 12.5, "06_pipeline": 301.0}
+    with pytest.raises(timings.TimingError, match="executes every lab"):
+        timings.measure("ci", ["00_setup"], book=True, machine="2 CPU cores", timeout=60)
