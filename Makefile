@@ -1,6 +1,7 @@
 # Two commands for a fresh machine:
 #   make book   build the book (executes the labs at the scale in RLHF_SCALE, default: cpu, also on a GPU)
-#   make test   run every test (unit tests, every lab under nbval at the ci scale, the book build)
+#   make test   run every test (unit tests, every lab under nbval at the ci scale, the book build, and
+#               the two install checks: lowest versions, Colab-like)
 # Both create .venv and install everything on first use.
 #
 # Two editions of the book, built from the same sources:
