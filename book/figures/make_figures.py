@@ -672,9 +672,84 @@ def modern_rl(path: Path = HERE / "modern_rl.png") -> Path:
     return path
 
 
+def interop_map(path: Path = HERE / "interop_map.png") -> Path:
+    """Chapter 7, interoperability: each piece of the course's pipeline beside its counterpart in
+    transformers and TRL, with the bridge that links them (export, stage_datasets, interop, hf)."""
+    fig, ax = plt.subplots(figsize=(12, 9.0))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0.0, 1.0)
+    ax.axis("off")
+
+    lx, lw = 0.145, 0.25  # our column: centre and width
+    rx, rw = 0.82, 0.33  # the libraries' column
+    mx = (lx + lw / 2 + rx - rw / 2) / 2  # the links between them
+    box_h = 0.085
+    ours_light, ours_dark = OKABE_ITO["sky_blue"], OKABE_ITO["blue"]
+    lib_light, lib_dark = OKABE_ITO["orange"], OKABE_ITO["vermillion"]
+
+    ax.text(lx, 0.965, "rlhf_minimal (ours)", ha="center", va="center", fontsize=15, color=ours_dark,
+            fontweight="bold")
+    ax.text(rx, 0.965, "transformers and TRL", ha="center", va="center", fontsize=15, color=lib_dark,
+            fontweight="bold")
+    ax.text(mx, 0.965, "what links them", ha="center", va="center", fontsize=14, color=INK, fontweight="bold")
+
+    # (ours, link, theirs, checked): checked links are solid, counterparts with their own loop dashed.
+    rows = [
+        ("GPT, RewardModel,\nword tokenizer",
+         "export_causal_lm, export_reward_model\nsame logits and rewards",
+         "GPT2LMHeadModel,\nGPT2ForSequenceClassification", True),
+        ("every stage's data,\nas plain text",
+         "stage_datasets\nsame token ids, checked row by row",
+         "Dataset: prompt-completion,\nprompt-only, preference", True),
+        ("train_sft\n(chapter 2)",
+         "prompt-completion rows,\nloss on the response only",
+         "SFTTrainer", False),
+        ("train_reward_model,\npairwise_loss (chapter 4)",
+         "the same loss on one batch (< 10\u207b\u2076);\nheld-out accuracy side by side",
+         "RewardTrainer", True),
+        ("train_ppo (chapter 5)\nvalue function and GAE",
+         "TRL has no PPO trainer;\ngold score and KL side by side",
+         "GRPOTrainer, RLOOTrainer\nbaseline from the group", False),
+        ("train_dpo\n(the DPO section)",
+         "the same comparisons,\nthe SFT model as reference",
+         "DPOTrainer", False),
+    ]
+    ys = [0.855 - i * 0.118 for i in range(len(rows))]
+    for y, (ours, link, theirs, checked) in zip(ys, rows):
+        _box(ax, lx, y, lw, box_h, ours, edge=ours_dark, fill=_tint(ours_light, 0.35), size=12.5)
+        _box(ax, rx, y, rw, box_h, theirs, edge=lib_dark, fill=_tint(lib_light, 0.35), size=12.5)
+        _arrow(ax, (lx + lw / 2 + 0.004, y), (rx - rw / 2 - 0.004, y), colour=INK if checked else GREY,
+               lw=2.2 if checked else 1.8, dashed=not checked)
+        ax.text(mx, y + 0.008, link, ha="center", va="bottom", fontsize=11.5, color=INK, linespacing=1.25,
+                bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none"), zorder=5)
+
+    # The bridge the other way: any transformers model runs in our stages.
+    y = ys[-1] - 0.125
+    hf_light, hf_dark = OKABE_ITO["bluish_green"], "#006e51"
+    _box(ax, rx, y, rw, box_h, "any causal LM: GPT-2,\nSmolLM2-135M, a tiny model", edge=hf_dark,
+         fill=_tint(hf_light, 0.3), size=12.5)
+    _box(ax, lx, y, lw, box_h, "train_sft, train_ppo,\ntrain_reward_model", edge=hf_dark,
+         fill=_tint(hf_light, 0.3), size=12.5)
+    _arrow(ax, (rx - rw / 2 - 0.004, y), (lx + lw / 2 + 0.004, y), colour=hf_dark, lw=2.2)
+    ax.text(mx, y + 0.008, "HFCausalLM, HFTokenizer: our stages\nrun on it, with our positions", ha="center", va="bottom",
+            fontsize=11.5, color=INK, linespacing=1.25,
+            bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none"), zorder=5)
+
+    # Legend: line style carries the meaning.
+    ly = 0.035
+    ax.plot([0.02, 0.08], [ly, ly], color=INK, linewidth=2.2)
+    ax.text(0.09, ly, "the same thing, checked", va="center", fontsize=12, color=INK)
+    ax.plot([0.40, 0.46], [ly, ly], color=GREY, linewidth=1.8, linestyle=(0, (4, 3)))
+    ax.text(0.47, ly, "a counterpart: the same data, its own training loop", va="center", fontsize=12, color=INK)
+
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return path
+
+
 FIGURES = [three_steps, pairs_per_prompt, reward_gap_loss, ppo_clip, ppo_settings, reward_curve,
            results_ladder, size_sweep, sft_mask, hallucination_outcomes, language_transfer,
-           overoptimization_curve, dpo_frontier, ppo_budget, modern_rl]
+           overoptimization_curve, dpo_frontier, ppo_budget, modern_rl, interop_map]
 
 
 def main(argv: list[str] | None = None) -> None:
