@@ -187,3 +187,22 @@ def expect_close(got, want, what: str, atol: float = 1e-5) -> None:
         diff = (got_t - want_t).abs().max().item()
         raise Incorrect(f"{what} is off by up to {diff:.4g}: got {got_t.flatten()[:6].tolist()}, "
                         f"expected {want_t.flatten()[:6].tolist()}.")
+
+
+def diagnose_group_advantages(got: torch.Tensor, rewards: torch.Tensor) -> None:
+    """The usual wrong GRPO advantages, named: ``got`` and ``rewards`` as [prompts, G], one row per
+    prompt's group (labs 7 and 12 ask for the same formula in TRL's layout and in ours)."""
+    import torch
+
+    if not torch.isfinite(got).all():
+        raise Incorrect("some advantages are not finite: when every answer to a prompt gets the same reward "
+                        "its standard deviation is 0, which is what eps (1e-4) in the denominator is for.")
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if torch.allclose(got, (rewards - rewards.mean()) / (rewards.std() + 1e-4), atol=1e-4):
+        raise Incorrect("you normalised over the whole batch: GRPO compares each answer with the other "
+                        "answers to the same prompt (one group), so the mean and std are per group.")
+    if torch.allclose(got, centred, atol=1e-4):
+        raise Incorrect("you subtracted each prompt's mean but did not divide by its standard deviation.")
+    if torch.allclose(got, centred / (rewards.std(dim=1, unbiased=False, keepdim=True) + 1e-4), atol=1e-4):
+        raise Incorrect("you used the population standard deviation (dividing by G); use the sample std, "
+                        "dividing by G - 1 (torch.std's default, as TRL and the other GRPO implementations do).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..model import position_ids
-from . import Incorrect, Question, expect_close
+from . import Incorrect, Question, diagnose_group_advantages, expect_close
 
 
 def _check_course_positions(fn) -> None:
@@ -68,20 +68,7 @@ def _check_group_advantages(fn) -> None:
         raise Incorrect(f"return a tensor of advantages, not {type(got).__name__}.")
     if got.shape != rewards.shape:
         raise Incorrect(f"return one advantage per answer, shape {tuple(rewards.shape)}; got {tuple(got.shape)}.")
-    if not torch.isfinite(got).all():
-        raise Incorrect("some advantages are not finite: when every answer to a prompt gets the same reward "
-                        "the standard deviation is 0, which is why the formula adds 1e-4 to it.")
-    whole_batch = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
-    if torch.allclose(got, whole_batch, atol=1e-5):
-        raise Incorrect("you normalised over the whole batch: GRPO's baseline is the mean of the answers "
-                        "to the same prompt (one row), and so is its standard deviation.")
-    if torch.allclose(got, rewards - rewards.mean(dim=1, keepdim=True), atol=1e-5):
-        raise Incorrect("you subtracted each prompt's mean but did not divide by its standard deviation "
-                        "(TRL's scale_rewards='group', the default).")
-    population = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, unbiased=False, keepdim=True) + 1e-4)
-    if torch.allclose(got, population, atol=1e-5):
-        raise Incorrect("you used the population standard deviation (dividing by G); TRL's divides by "
-                        "G - 1, as torch.std does by default.")
+    diagnose_group_advantages(got, rewards)
     expect_close(got, _reference_group_advantages(rewards), "the advantages of a hand example")
     expect_close(got[2], torch.zeros(4), "the advantages of a prompt whose answers all got the same reward")
     generator = torch.Generator().manual_seed(3)

@@ -7,7 +7,7 @@ import statistics
 import torch
 
 from ..grpo import group_advantages
-from . import Incorrect, Question, expect_close
+from . import Incorrect, Question, diagnose_group_advantages, expect_close
 
 
 # ----------------------------------------------------------------------------- q1: the group advantage
@@ -28,20 +28,7 @@ def _check_group_advantages(fn) -> None:
     want = _reference_group_advantages(scores, 4, 1e-4)
     if not isinstance(got, torch.Tensor) or got.shape != scores.shape:
         raise Incorrect(f"return one advantage per response, a tensor of shape {tuple(scores.shape)}.")
-    if not torch.isfinite(got).all():
-        raise Incorrect("a group whose scores are all equal (the second: 2, 2, 2, 2) gives NaN or inf: "
-                        "its std is 0, which is what eps in the denominator is for.")
-    whole = (scores - scores.mean()) / (scores.std() + 1e-4)
-    if torch.allclose(got, whole, atol=1e-4):
-        raise Incorrect("you normalised over the whole batch; GRPO compares each response with the "
-                        "other responses to the *same prompt*: the mean and std are per group of 4.")
-    centred = scores.view(-1, 4) - scores.view(-1, 4).mean(-1, keepdim=True)
-    if torch.allclose(got, centred.reshape(-1), atol=1e-4):
-        raise Incorrect("you centred each group but did not divide by its standard deviation.")
-    population = centred / (scores.view(-1, 4).std(-1, unbiased=False, keepdim=True) + 1e-4)
-    if torch.allclose(got, population.reshape(-1), atol=1e-4):
-        raise Incorrect("you used the population std (dividing by g); use the sample std, with g - 1 "
-                        "(torch.std's default, as the GRPO implementations do).")
+    diagnose_group_advantages(got.view(-1, 4), scores.view(-1, 4))
     expect_close(got, want, "the group advantages of three groups of 4", atol=1e-4)
 
 
