@@ -753,3 +753,116 @@ def comparison_table(evaluation: dict, seconds: dict | None = None) -> list[dict
                      "hallucination_sampled": sampled["hallucination"], "kl_to_sft": sampled.get("kl", math.nan),
                      "train_seconds": seconds.get(name, math.nan)})
     return rows
+
+
+# ----------------------------------------------------------------------------- the labs' recorded experiments
+
+def _quiet_trainers():
+    """With progress bars off (``TQDM_DISABLE=1``) transformers prints each log line of a trainer;
+    the same numbers are kept in each trainer's ``info["log"]``, so those lines are dropped.
+    TRL also asks the model about a deprecated attribute itself: nothing to act on."""
+    import contextlib
+    import io
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+    return stack
+
+
+def trl_comparison(scale: str | None = None, seed: int = 0) -> dict:
+    """Lab 7's experiment: TRL's three trainers on the course's stages, beside ours, at ``scale``.
+
+    * ``reward``: TRL's ``RewardTrainer`` (:func:`train_trl_reward_model`) with the reward stage's
+      epochs and learning rate, 32 pairs a step, against our reward model's head (scored without
+      the likelihood prior, as TRL's is a head alone): held-out accuracy, steps, seconds;
+    * ``grpo``: TRL's ``GRPOTrainer`` (:func:`train_trl_grpo`) with the PPO stage's rollout
+      budget, KL coefficient, learning rate and temperature, 4 answers per prompt, its reward-model
+      and gold score per batch beside our PPO's (``ppo``);
+    * ``dpo``: TRL's ``DPOTrainer`` (:func:`train_trl_dpo`), beta 0.1, one epoch, 32 pairs a step;
+    * ``evaluation`` (:func:`evaluate_policy_text`) and ``table`` (:func:`comparison_table`): SFT,
+      PPO, GRPO and DPO decoded and scored alike on the held-out prompts.
+    """
+    from .judge import GoldJudge
+    from .ppo import ppo_policy
+    from .reward import pairwise_accuracy, reward_model
+    from .scale import current_scale
+    from .sft import sft_model
+
+    scale = current_scale(scale)
+    world, tokenizer, sft, _ = sft_model(scale, seed)
+    _, _, rm, rm_info = reward_model(scale, seed)
+    _, _, ppo, ppo_info = ppo_policy(scale, seed)
+    comparisons, heldout = load_from_disk(rm_info["comparisons"]), load_from_disk(rm_info["heldout_comparisons"])
+    judge = GoldJudge(world)
+    folder = Path(tempfile.mkdtemp(prefix="trl-comparison-"))
+    rm_cfg, cfg, ppo_log = rm_info["config"], ppo_info["config"], ppo_info["log"]
+    group = 4
+    with _quiet_trainers():
+        _, trl_rm = train_trl_reward_model(sft, tokenizer, comparisons, heldout, epochs=rm_cfg.epochs, lr=rm_cfg.lr,
+                                           batch_size=32, seed=seed, output_dir=folder / "trl_reward")
+        grpo, grpo_info = train_trl_grpo(sft, tokenizer, rm, list(world.splits["rl"]), judge, steps=cfg.steps,
+                                         seed=seed, prompts_per_step=cfg.prompts_per_step // group,
+                                         num_generations=group, minibatch_size=cfg.minibatch_size,
+                                         epochs_per_batch=cfg.ppo_epochs, max_new_tokens=cfg.max_new_tokens,
+                                         beta=cfg.kl_coef, lr=cfg.lr, temperature=cfg.temperature,
+                                         no_eos_penalty=cfg.no_eos_penalty, output_dir=folder / "grpo")
+        dpo, dpo_info = train_trl_dpo(sft, tokenizer, comparisons, beta=0.1, epochs=1, batch_size=32, seed=seed,
+                                      heldout_rows=heldout, output_dir=folder / "dpo")
+    head = RewardModel(rm.model, rm.tokenizer, rm.shift, rm.scale)  # the head alone, as TRL's
+    eval_tasks = [t for t in world.splits["eval"] if t.lang == "a"]
+    evaluation = evaluate_policy_text({"sft": sft, "ppo": ppo, "grpo": grpo, "dpo": dpo}, sft, tokenizer, judge,
+                                      eval_tasks, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                                      seed=seed + 100)
+    return {
+        "reward": {"ours": {"heldout_accuracy": pairwise_accuracy(head, list(heldout)),
+                            "steps": len(rm_info["log"]["loss"]), "seconds": rm_info["log"]["seconds"]},
+                   "trl": {key: trl_rm[key] for key in ("heldout_accuracy", "steps", "seconds")}},
+        "grpo": {"batches": cfg.steps, "responses_per_batch": cfg.prompts_per_step, "group_size": group,
+                 **{key: grpo_info[key] for key in ("optimizer_steps", "seconds", "rm_score", "gold_score")}},
+        "ppo": {key: ppo_log[key] for key in ("seconds", "rm_score", "gold_score")},
+        "dpo": {key: dpo_info[key] for key in ("steps", "n_pairs", "seconds", "loss", "heldout_implicit_accuracy")},
+        "evaluation": evaluation,
+        "table": comparison_table(evaluation, {"ppo": ppo_log["seconds"], "grpo": grpo_info["seconds"],
+                                               "dpo": dpo_info["seconds"]}),
+    }
+
+
+def trl_dpo_comparison(scale: str | None = None, seed: int = 0) -> dict:
+    """Lab 11's experiment: TRL's ``DPOTrainer`` (:func:`train_trl_dpo`) with the DPO stage's
+    beta, epochs and learning rate, 32 pairs a step, beside our DPO stage
+    (:func:`rlhf_minimal.dpo.dpo_policy`): steps, seconds, first and last loss, held-out
+    implicit-reward accuracy of each, and both decoded and scored alike with SFT on the
+    held-out prompts (``evaluation``, ``table``). At the ``ci`` scale TRL takes 8 steps."""
+    from .dpo import dpo_policy
+    from .judge import GoldJudge
+    from .ppo import PPOConfig
+    from .reward import reward_model
+    from .scale import current_scale
+    from .sft import sft_model
+
+    scale = current_scale(scale)
+    world, tokenizer, sft, _ = sft_model(scale, seed)
+    rm_info = reward_model(scale, seed)[3]
+    _, _, dpo, dpo_info = dpo_policy(scale, seed)
+    comparisons = load_from_disk(rm_info["comparisons"]).to_list()
+    heldout = load_from_disk(rm_info["heldout_comparisons"]).to_list()
+    cfg, log, ppo_cfg = dpo_info["config"], dpo_info["log"], PPOConfig.preset(scale)
+    with _quiet_trainers():
+        trl_dpo, trl_info = train_trl_dpo(sft, tokenizer, comparisons, beta=cfg.beta, epochs=cfg.epochs, lr=cfg.lr,
+                                          batch_size=32, seed=seed, heldout_rows=heldout,
+                                          output_dir=Path(tempfile.mkdtemp(prefix="trl-dpo-")),
+                                          max_steps=8 if scale == "ci" else None, logging_steps=1)
+    tasks = [t for t in world.splits["eval"] if t.lang == "a"]
+    evaluation = evaluate_policy_text({"sft": sft, "dpo (ours)": dpo, "dpo (TRL)": trl_dpo}, sft, tokenizer,
+                                      GoldJudge(world), tasks, temperature=ppo_cfg.temperature,
+                                      max_new_tokens=ppo_cfg.max_new_tokens, seed=seed + 100)
+    return {"trl": {"steps": trl_info["steps"], "n_pairs": trl_info["n_pairs"], "seconds": trl_info["seconds"],
+                    "loss": [trl_info["loss"][0], trl_info["loss"][-1]],
+                    "heldout_implicit_accuracy": trl_info["heldout_implicit_accuracy"]},
+            "ours": {"steps": len(log["step"]), "seconds": log["seconds"], "loss": [log["loss"][0], log["loss"][-1]],
+                     "heldout_implicit_accuracy": dpo_info["evaluation"]["heldout_accuracy"]},
+            "evaluation": evaluation,
+            "table": comparison_table(evaluation, {"dpo (ours)": log["seconds"], "dpo (TRL)": trl_info["seconds"]})}

@@ -595,3 +595,38 @@ def gold_order_accuracy(rm: RewardModel, tasks, responses, gold: GoldJudge) -> d
     out = {key: round(hits[key] / counts[key], 4) for key in ("all", *DIFFERENCE_KINDS) if key in counts}
     out.update({f"n_{key}": counts.get(key, 0) for key in ("all", *DIFFERENCE_KINDS)})
     return out
+
+
+def k_study(scale: str | None = None, seed: int = 0, ks=(2, 4, 9)) -> list[dict]:
+    """Lab 3's experiment: one labelling budget (the hours K = 2 takes on every training prompt,
+    :func:`rlhf_minimal.preference.labeling_seconds`) spent as K answers per prompt for each K in
+    ``ks``, so fewer prompts for larger K; one reward model each. A row per K: prompts, pairs,
+    hours, held-out accuracy, its ceiling and the accuracy against the gold order."""
+    from .preference import labeling_seconds
+
+    scale = current_scale(scale)
+    world = sft_model(scale, seed)[0]
+    n_rm = len(world.splits["rm"])
+    train_pool = n_rm - max(2, int(n_rm * RewardConfig.preset(scale).val_share))
+    budget = train_pool * labeling_seconds(2)
+    rows = []
+    for k in ks:
+        ev = reward_model(scale, seed, k=k, max_prompts=int(budget // labeling_seconds(k)))[3]["evaluation"]
+        rows.append({"K": k, "prompts": ev["n_train_prompts"], "pairs": ev["n_train_pairs"],
+                     "hours": round(budget / 3600, 1), "accuracy": ev["accuracy"], "ceiling": ev["ceiling"],
+                     "accuracy vs gold order": ev["accuracy_vs_gold"]})
+    return rows
+
+
+def depth_study(scale: str | None = None, seed: int = 0) -> list[dict]:
+    """Lab 4's experiment: the reward model kept to its first 1, 2, ... layers of the SFT network
+    (:func:`truncate`), each trained on the same comparisons. A row per depth: layers,
+    parameters, held-out accuracy, its ceiling and the accuracy against the gold order."""
+    scale = current_scale(scale)
+    n_layer = sft_model(scale, seed)[2].config.n_layer
+    rows = []
+    for n_layers in range(1, n_layer + 1):
+        ev = reward_model(scale, seed, n_layers=None if n_layers == n_layer else n_layers)[3]["evaluation"]
+        rows.append({"layers": n_layers, "parameters": ev["parameters"], "accuracy": ev["accuracy"],
+                     "ceiling": ev["ceiling"], "accuracy vs gold order": ev["accuracy_vs_gold"]})
+    return rows

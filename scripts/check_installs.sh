@@ -143,7 +143,8 @@ test_lowest() {
 
 test_colab() {
   local vpy=$base/colab/venv/bin/python
-  run_tests "$vpy" tests/test_widgets.py labs/00_setup.ipynb labs/03_preference_data.ipynb labs/05_ppo.ipynb
+  run_tests "$vpy" tests/test_widgets.py tests/test_recorded.py::test_the_installed_package_ships_every_recorded_run \
+    labs/00_setup.ipynb labs/03_preference_data.ipynb labs/05_ppo.ipynb
 }
 
 # ------------------------------------------------------------------- the steps

@@ -498,14 +498,14 @@ def results_ladder(path: Path = HERE / "results_ladder.png") -> Path:
 
 def size_sweep(path: Path = HERE / "size_sweep.png") -> Path:
     """The InstructGPT headline in miniature: win rate against the medium SFT model by network size
-    (benchmarks/results/size_sweep_cpu_seed0_on_cpu2.json)."""
-    import json
+    (the recorded run of lab 6, rlhf_minimal/recorded/size_sweep_cpu_seed0.json)."""
     import sys
 
     sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal import recorded
     from rlhf_minimal.plots import plot_size_sweep
 
-    fig = plot_size_sweep(json.loads((RESULTS / "size_sweep_cpu_seed0_on_cpu2.json").read_text()))
+    fig = plot_size_sweep(recorded.load("size_sweep", "cpu", 0)["result"])
     fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
@@ -657,16 +657,15 @@ def dpo_frontier(path: Path = HERE / "dpo_frontier.png") -> Path:
 
 
 def modern_rl(path: Path = HERE / "modern_rl.png") -> Path:
-    """Chapter 8's comparison (benchmarks/modern_rl.py at the cpu scale, seeds 0 and 1), drawn by
-    rlhf_minimal.plots.plot_modern_rl from the committed reports."""
-    import json
+    """Chapter 8's comparison (rlhf_minimal.modern_rl.comparison at the cpu scale, seeds 0 and 1:
+    the recorded runs lab 12 shows), drawn by rlhf_minimal.plots.plot_modern_rl."""
     import sys
 
     sys.path.insert(0, str(HERE.parents[1]))
+    from rlhf_minimal import recorded
     from rlhf_minimal.plots import plot_modern_rl
 
-    reports = [json.loads((RESULTS / f"modern_rl_cpu_seed{seed}_on_cpu2.json").read_text()) for seed in (0, 1)]
-    fig = plot_modern_rl(reports)
+    fig = plot_modern_rl([recorded.load("modern_rl", "cpu", seed)["result"] for seed in (0, 1)])
     fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return path
